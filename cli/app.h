@@ -1,0 +1,34 @@
+// The command line: Istio's flags in, a plan out (printed, applied, checked or cleaned up).
+//
+// The CLI is a thin shell over the library. `run_cli` takes the arguments, the environment and
+// the machine's seams as values, so tests drive it in-process with an argument vector and fakes;
+// `main` only passes the real ones and returns the exit code.
+#pragma once
+
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "core/settings.h"
+
+namespace istio_iptables {
+
+/// Exit codes, in one place. Istio's where callers depend on them.
+namespace exit_code {
+inline constexpr int kOk = 0;
+inline constexpr int kFailure = 1;          ///< the machine refused or could not answer
+inline constexpr int kUsage = 2;            ///< bad flags, values or environment; nothing was done
+inline constexpr int kValidationFailed = 126;  ///< Istio's: the validation probe failed
+}  // namespace exit_code
+
+/// What the CLI needs from outside: the environment and the machine's seams.
+struct CliContext {
+  std::map<std::string, std::string> environment;
+  MachineFacts* facts = nullptr;
+};
+
+/// Runs one invocation (arguments without argv[0]); writes results to `out`, logs to `err`.
+int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err);
+
+}  // namespace istio_iptables

@@ -1,0 +1,111 @@
+// Flags and environment -> a validated Config and run options.
+//
+// Istio's istio-iptables binds most flags to an environment variable (the flag's name, upper case,
+// '-' -> '_'), some to a second "alias" variable that wins over the first, and the command line
+// wins over both. This file holds that table once (kSettings), resolves each setting to its value
+// and where the value came from, and turns the strings into typed values. Every problem is
+// collected, each naming the flag or variable and the value, before anything is done.
+//
+// It is pure: the facts Istio reads from the machine (interface addresses for IPv6, resolv.conf,
+// the passwd entry of ENVOY_USER) are asked through MachineFacts, which the system layer
+// implements and tests fake.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/result.h"
+
+namespace istio_iptables {
+
+enum class SettingKind { String, Bool };
+
+/// One flag of Istio's CLI (or of ours), with its environment binding.
+struct SettingSpec {
+  const char* name;         ///< long flag, without "--"
+  const char* short_name;   ///< one letter or "" (no short flag)
+  const char* env;          ///< primary environment variable or "" (none)
+  const char* env_alias;    ///< alias variable that wins over `env`, or ""
+  SettingKind kind;
+  const char* default_value;
+  const char* help;
+};
+
+/// Every flag: Istio's, pilot-agent's logging flags, removed flags still accepted, and ours.
+const std::vector<SettingSpec>& setting_specs();
+
+/// A resolved setting: its text and where it came from (for messages).
+struct SettingValue {
+  std::string value;
+  std::string source;  ///< "--proxy-uid", "environment variable PROXY_UID" or "default"
+  bool explicitly_set = false;
+};
+
+/// The options that steer a run rather than the rules.
+struct RunOptions {
+  bool dry_run = false;
+  bool skip_rule_apply = false;
+  bool run_validation = false;
+  bool cleanup_only = false;
+  bool reconcile = false;
+  bool force_apply = false;
+  bool cni_mode = false;
+  std::uint16_t probe_port = 15002;
+  std::uint32_t probe_timeout_ms = 5000;
+  std::string network_namespace;
+  std::string force_iptables_binary;  ///< "", "legacy" or "nft"
+};
+
+struct Settings {
+  Config config;
+  RunOptions run;
+  std::vector<std::string> warnings;  ///< things a user should know (removed flags, DNS disabled)
+};
+
+/// Where the machine's answers come from. The system layer reads the real machine.
+class MachineFacts {
+ public:
+  virtual ~MachineFacts() = default;
+  /// Istio's detection from interface addresses: is the pod's first address IPv6 (dual stack:
+  /// does it have one at all)? An error when no usable address exists.
+  virtual Result<bool> ipv6_enabled(bool dual_stack) = 0;
+  /// The text of a resolv.conf file.
+  virtual Result<std::string> read_file(const std::string& path) = 0;
+  /// The UID of a user in the passwd database, if there is one.
+  virtual std::optional<std::uint32_t> user_id(const std::string& user) = 0;
+};
+
+/// A problem with the input. `usage` problems (bad values) exit 2; the others (the machine could
+/// not answer: no resolv.conf, no address) exit 1.
+struct SettingsError {
+  std::vector<std::string> messages;
+  bool usage = true;
+};
+
+/// Resolves every setting from the command line values (by long name; bools as "true"/"false"
+/// etc.) and the environment, flag over alias over primary variable over default.
+std::map<std::string, SettingValue> resolve_settings(const std::map<std::string, std::string>& command_line,
+                                                     const std::map<std::string, std::string>& environment);
+
+/// Validates and types the resolved settings; asks `facts` only what the flags leave open.
+std::variant<Settings, SettingsError> build_settings(const std::map<std::string, SettingValue>& values,
+                                                     const std::map<std::string, std::string>& environment,
+                                                     MachineFacts& facts);
+
+/// The nameserver lines of a resolv.conf text, in order (as miekg/dns reads them).
+std::vector<std::string> resolv_conf_nameservers(const std::string& text);
+
+/// Go's strconv.ParseBool.
+std::optional<bool> parse_go_bool(const std::string& text);
+
+/// Go's time.ParseDuration, in milliseconds (rounded down); nullopt when not a duration.
+std::optional<std::uint64_t> parse_go_duration_ms(const std::string& text);
+
+/// An interface name the kernel would accept and that is safe in every rendering.
+bool valid_interface_name(const std::string& name);
+
+}  // namespace istio_iptables

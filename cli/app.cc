@@ -26,7 +26,9 @@ void make_app(CLI::App& app, std::map<std::string, std::string>& storage, std::m
     std::string help = spec.help;
     if (*spec.env != '\0') help += fmt::format(" [env {}{}]", spec.env, *spec.env_alias ? fmt::format(", {}", spec.env_alias) : "");
     auto& slot = storage[spec.name];
-    options[spec.name] = spec.kind == SettingKind::Bool ? app.add_flag(names, slot, help) : app.add_option(names, slot, help);
+    auto* option = spec.kind == SettingKind::Bool ? app.add_flag(names, slot, help) : app.add_option(names, slot, help);
+    option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // pflag: the last one given wins
+    options[spec.name] = option;
   }
   // pilot-agent's logging flags: the injector always passes --log_output_level.
   app.add_option("--log_output_level", parsed.log_level, "log level, e.g. default:info");

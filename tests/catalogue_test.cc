@@ -1,1 +1,57 @@
+// The catalogue (rules/): every scenario's dry-run output, byte for byte.
+//
+// Each folder holds `args` (one shell-quoted line), optionally `env` (KEY=VALUE lines) and the
+// expected dry-run output `expected.rules`. REFRESH_GOLDEN=1 rewrites the expected files, so a
+// change in the rules shows up as a reviewable diff. The scenarios must not depend on the machine:
+// the fake facts answer nothing, so a case that forgets --ipv6 or --dns-servers fails here.
+// Whether the expected output is *right* is checked against Istio's golden files and the seed
+// listing by the conformance test (tests/conformance), in the kernel's own words.
 #include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "support.h"
+
+namespace fs = std::filesystem;
+using namespace istio_iptables;
+using namespace istio_iptables::testing;
+
+TEST_CASE("catalogue: every scenario prints its expected rules byte for byte") {
+  const fs::path root = fs::path(ISTIO_IPTABLES_SOURCE_DIR) / "rules";
+  const bool refresh = std::getenv("REFRESH_GOLDEN") != nullptr;
+  std::vector<fs::path> cases;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory()) cases.push_back(entry.path());
+  std::sort(cases.begin(), cases.end());
+  REQUIRE(cases.size() >= 40);
+
+  for (const auto& dir : cases) {
+    SECTION(dir.filename().string()) {
+      auto args = shell_words(read_text((dir / "args").string()));
+      args.push_back("--dry-run");
+      std::map<std::string, std::string> env;
+      if (fs::exists(dir / "env")) {
+        std::istringstream lines(read_text((dir / "env").string()));
+        std::string line;
+        while (std::getline(lines, line)) {
+          auto eq = line.find('=');
+          if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+        }
+      }
+      FakeFacts facts;  // answers nothing: the scenario must be hermetic
+      auto result = run(args, env, facts);
+      INFO("stderr: " << result.err);
+      REQUIRE(result.code == 0);
+      CHECK(facts.questions <= 1);  // at most the proxy user's UID (unused when -u is given)
+      const auto expected_path = dir / "expected.rules";
+      if (refresh) {
+        std::ofstream(expected_path, std::ios::binary) << result.out;
+      } else {
+        REQUIRE(fs::exists(expected_path));
+        CHECK(result.out == read_text(expected_path.string()));
+      }
+    }
+  }
+}

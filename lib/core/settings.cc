@@ -393,10 +393,10 @@ class Builder {
       auto id = facts_.user_id(user);
       uid = SettingValue{std::to_string(id.value_or(1337)), fmt::format("the UID of user {}", user), false};
     }
-    SettingValue gid = get("proxy-gid");
-    if (gid.value.empty()) gid = SettingValue{uid.value, uid.source + " (as the GID)", false};
     s_.config.proxy_uids = id_list(uid, "UID");
-    s_.config.proxy_gids = id_list(gid, "GID");
+    const SettingValue& gid = get("proxy-gid");
+    // An empty -g copies -u's text (even a list), as Istio does.
+    s_.config.proxy_gids = gid.value.empty() ? s_.config.proxy_uids : id_list(gid, "GID");
   }
 
   Layout compat() {

@@ -1,1 +1,102 @@
+// The CLI as the init container, an engineer and CI use it.
 #include <catch2/catch.hpp>
+
+#include "support.h"
+
+using namespace istio_iptables;
+using namespace istio_iptables::testing;
+
+namespace {
+const std::vector<std::string> kInjected = {"-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
+                                            "-x", "", "-b", "*", "-d", "15090,15021,15020",
+                                            "--log_output_level=default:info"};
+std::vector<std::string> with(std::vector<std::string> args, std::initializer_list<std::string> more) {
+  args.insert(args.end(), more);
+  return args;
+}
+}  // namespace
+
+TEST_CASE("cli: the injected init container's arguments work unchanged, also behind pilot-agent's subcommand") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  auto a = run(with(kInjected, {"-n"}), {}, facts);
+  CHECK(a.code == 0);
+  CHECK(a.out.rfind("* nat\n", 0) == 0);
+  auto args = kInjected;
+  args.insert(args.begin(), "istio-iptables");
+  auto b = run(with(args, {"--dry-run", "--log_as_json"}), {}, facts);
+  CHECK(b.code == 0);
+  CHECK(b.out == a.out);
+}
+
+TEST_CASE("cli: same input, same bytes") {
+  FakeFacts facts;
+  facts.ipv6 = true;
+  auto a = run(with(kInjected, {"-n", "--redirect-dns", "--dns-servers", "10.96.0.10,fd00::a"}), {}, facts);
+  auto b = run(with(kInjected, {"-n", "--redirect-dns", "--dns-servers", "10.96.0.10,fd00::a"}), {}, facts);
+  CHECK(a.code == 0);
+  CHECK(a.out == b.out);
+  CHECK(a.out.find("\n# ip6tables-restore\n* nat\n") != std::string::npos);
+}
+
+TEST_CASE("cli: GNU flag forms as pflag takes them") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  auto spaced = run({"-n", "-b", "8080", "-x", "", "-u", "1337"}, {}, facts);
+  auto joined = run({"-n", "-b8080", "--istio-service-exclude-cidr=", "--proxy-uid=1337"}, {}, facts);
+  CHECK(spaced.code == 0);
+  CHECK(joined.out == spaced.out);
+  // The last of a repeated flag wins.
+  auto repeated = run({"-n", "-b", "9090", "-b", "8080", "-u", "1337"}, {}, facts);
+  CHECK(repeated.out == spaced.out);
+  // Bool flags take =value but never a separate value.
+  auto off = run({"--dry-run=false", "--skip-rule-apply", "-u", "1337"}, {}, facts);
+  CHECK(off.code == 0);
+  CHECK(off.out.empty());
+}
+
+TEST_CASE("cli: DRY_RUN in the environment means dry run") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  auto r = run({"-u", "1337"}, {{"DRY_RUN", "true"}}, facts);
+  CHECK(r.code == 0);
+  CHECK_FALSE(r.out.empty());
+}
+
+TEST_CASE("cli: unknown flags and stray arguments are usage errors (exit 2), reported with the other problems") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  auto r = run({"-n", "--bogus", "-p", "0", "stray"}, {}, facts);
+  CHECK(r.code == 2);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Catch::Contains("unknown flag --bogus"));
+  CHECK_THAT(r.err, Catch::Contains("unexpected argument \"stray\""));
+  CHECK_THAT(r.err, Catch::Contains("--envoy-port: invalid value \"0\""));
+  auto missing = run({"-n", "-p"}, {}, facts);
+  CHECK(missing.code == 2);
+}
+
+TEST_CASE("cli: a machine that cannot answer exits 1 and says how to avoid asking it") {
+  FakeFacts facts;  // no addresses
+  auto r = run({"-n", "-u", "1337"}, {}, facts);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains("--ipv6 on or --ipv6 off"));
+}
+
+TEST_CASE("cli: --help prints every Istio flag with its environment variable") {
+  FakeFacts facts;
+  auto r = run({"--help"}, {}, facts);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("--istio-local-outbound-ports-exclude"));
+  CHECK_THAT(r.out, Catch::Contains("REDIRECT_DNS, ISTIO_META_DNS_CAPTURE"));
+}
+
+TEST_CASE("cli: warnings go to stderr, never into the rules") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  auto r = run({"-n", "-u", "1337", "--redirect-dns", "--dns-servers", "", "--restore-format=false"}, {}, facts);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.err, Catch::Contains("DNS capture disabled"));
+  CHECK_THAT(r.err, Catch::Contains("--restore-format was removed"));
+  CHECK(r.out.find("warn") == std::string::npos);
+}

@@ -1,1 +1,169 @@
+// The planner's behaviours a user relies on, checked against the specification
+// (../shared/docs/istio-behaviour.md) rather than against our own output.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "core/planner.h"
+#include "core/restore_text.h"
+
+using namespace istio_iptables;
+
+namespace {
+
+Config injected_sidecar() {
+  Config c;
+  c.proxy_uids = {1337};
+  c.proxy_gids = {1337};
+  c.outbound_include.wildcard = true;
+  c.inbound_ports.wildcard = true;
+  c.inbound_ports_exclude = {15090, 15021, 15020};
+  return c;
+}
+
+std::vector<std::string> chain_rules(const Ruleset& rs, Table table, const std::string& chain) {
+  std::vector<std::string> out;
+  for (const auto& t : materialize(rs))
+    if (t.table == table)
+      if (const auto* c = t.find(chain))
+        for (const auto& r : c->rules) out.push_back(rule_spec(r));
+  return out;
+}
+
+bool has_table(const Ruleset& rs, Table t) { return rs.uses_table(t); }
+
+}  // namespace
+
+TEST_CASE("planner: the worked example of istio-behaviour.md section 3.4, to the byte") {
+  Config c = injected_sidecar();
+  c.redirect_dns = true;
+  c.dns_servers_v4 = {*parse_address("10.96.0.10")};
+  const std::string expected =
+      "* nat\n-N ISTIO_INBOUND\n-N ISTIO_REDIRECT\n-N ISTIO_IN_REDIRECT\n-N ISTIO_OUTPUT\n-N ISTIO_OUTPUT_DNS\n"
+      "-A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN\n"
+      "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n"
+      "-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n"
+      "-A PREROUTING -p tcp -j ISTIO_INBOUND\n"
+      "-A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN\n"
+      "-A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN\n"
+      "-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN\n"
+      "-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT\n"
+      "-A OUTPUT -j ISTIO_OUTPUT\n"
+      "-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN\n"
+      "-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT\n"
+      "-A ISTIO_OUTPUT -o lo -p tcp ! --dport 53 -m owner ! --uid-owner 1337 -j RETURN\n"
+      "-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
+      "-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT\n"
+      "-A ISTIO_OUTPUT -o lo -p tcp ! --dport 53 -m owner ! --gid-owner 1337 -j RETURN\n"
+      "-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN\n"
+      "-A ISTIO_OUTPUT -j ISTIO_OUTPUT_DNS\n"
+      "-A ISTIO_OUTPUT_DNS -p tcp --dport 53 -d 10.96.0.10/32 -j REDIRECT --to-ports 15053\n"
+      "-A ISTIO_OUTPUT_DNS -p udp --dport 53 -d 10.96.0.10/32 -j REDIRECT --to-port 15053\n"
+      "-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n"
+      "-A ISTIO_OUTPUT -j ISTIO_REDIRECT\n"
+      "COMMIT\n"
+      "* raw\n-N ISTIO_OUTPUT_DNS\n-N ISTIO_INBOUND\n"
+      "-A OUTPUT -j ISTIO_OUTPUT_DNS\n"
+      "-A ISTIO_OUTPUT_DNS -p udp --dport 53 -m owner --uid-owner 1337 -j CT --zone 1\n"
+      "-A ISTIO_OUTPUT_DNS -p udp --sport 15053 -m owner --uid-owner 1337 -j CT --zone 2\n"
+      "-A ISTIO_OUTPUT_DNS -p udp --dport 53 -m owner --gid-owner 1337 -j CT --zone 1\n"
+      "-A ISTIO_OUTPUT_DNS -p udp --sport 15053 -m owner --gid-owner 1337 -j CT --zone 2\n"
+      "-A PREROUTING -j ISTIO_INBOUND\n"
+      "-A ISTIO_OUTPUT_DNS -p udp --dport 53 -d 10.96.0.10/32 -j CT --zone 2\n"
+      "-A ISTIO_INBOUND -p udp --sport 53 -s 10.96.0.10/32 -j CT --zone 1\n"
+      "COMMIT\n";
+  CHECK(dry_run_text(plan(c)) == expected);
+}
+
+TEST_CASE("planner: no IPv6 rules unless the pod has IPv6") {
+  Config c = injected_sidecar();
+  c.outbound_exclude = {*parse_prefix("2001:db8::/32")};
+  CHECK_FALSE(plan(c).v6.has_value());
+  c.enable_ipv6 = true;
+  auto p = plan(c);
+  REQUIRE(p.v6);
+  CHECK(chain_rules(*p.v6, Table::Nat, "ISTIO_OUTPUT")[0] == "-o lo -s ::6/128 -j RETURN");
+  // An IPv6 exclude lands in the IPv6 list only.
+  auto v4 = chain_rules(p.v4, Table::Nat, "ISTIO_OUTPUT");
+  auto v6 = chain_rules(*p.v6, Table::Nat, "ISTIO_OUTPUT");
+  CHECK(std::count(v4.begin(), v4.end(), "-d 2001:db8::/32 -j RETURN") == 0);
+  CHECK(std::count(v6.begin(), v6.end(), "-d 2001:db8::/32 -j RETURN") == 1);
+}
+
+TEST_CASE("planner: DNS capture without a nameserver is dropped in the current layout, kept in 1.24") {
+  Config c = injected_sidecar();
+  c.redirect_dns = true;
+  auto current = plan(c);
+  CHECK_FALSE(current.dns_capture_active);
+  CHECK_FALSE(has_table(current.v4, Table::Raw));
+  CHECK(chain_rules(current.v4, Table::Nat, "ISTIO_OUTPUT")[1].find("multiport") == std::string::npos);
+  c.layout = Layout::V1_24;
+  auto legacy = plan(c);
+  CHECK(has_table(legacy.v4, Table::Raw));
+  CHECK(chain_rules(legacy.v4, Table::Nat, "ISTIO_OUTPUT")[1].find("multiport ! --dports 53,15008") != std::string::npos);
+  CHECK(chain_rules(legacy.v4, Table::Nat, "OUTPUT") ==
+        std::vector<std::string>{"-p tcp -j ISTIO_OUTPUT", "-p udp -j ISTIO_OUTPUT"});
+}
+
+TEST_CASE("planner: a loopback include CIDR drops the lo RETURN rules of both families") {
+  Config c = injected_sidecar();
+  c.enable_ipv6 = true;
+  c.outbound_include = CidrList{false, {*parse_prefix("127.1.2.3/32")}};
+  auto p = plan(c);
+  for (const Ruleset* rs : {&p.v4, &*p.v6}) {
+    auto rules = chain_rules(*rs, Table::Nat, "ISTIO_OUTPUT");
+    CHECK(std::none_of(rules.begin(), rules.end(), [](const std::string& r) { return r.find("! --uid-owner") != std::string::npos; }));
+  }
+}
+
+TEST_CASE("planner: kube-virt rules are inserted at the head of PREROUTING, last listed first") {
+  Config c = injected_sidecar();
+  c.inbound_ports = {};
+  c.exclude_interfaces = {"eth9"};
+  c.kube_virt_interfaces = {"eth1", "eth2"};
+  auto pre = chain_rules(plan(c).v4, Table::Nat, "PREROUTING");
+  // Wildcard include: the ISTIO_REDIRECT inserts come after (so before, in the chain) the RETURNs.
+  CHECK(pre == std::vector<std::string>{"-i eth2 -j ISTIO_REDIRECT", "-i eth1 -j ISTIO_REDIRECT", "-i eth2 -j RETURN",
+                                        "-i eth1 -j RETURN", "-i eth9 -j RETURN"});
+}
+
+TEST_CASE("planner: TPROXY marks are set even without inbound ports, and ISTIO_INBOUND starts with the three guards") {
+  Config c = injected_sidecar();
+  c.mode = InterceptionMode::Tproxy;
+  c.inbound_ports = {};
+  auto p = plan(c);
+  CHECK(chain_rules(p.v4, Table::Mangle, "PREROUTING") == std::vector<std::string>{"-p tcp -m mark --mark 1337 -j CONNMARK --save-mark"});
+  CHECK(chain_rules(p.v4, Table::Mangle, "ISTIO_INBOUND") ==
+        std::vector<std::string>{"-p tcp -m mark --mark 1337 -j RETURN", "-p tcp -s 127.0.0.6/32 -i lo -j RETURN",
+                                 "-p tcp -i lo -m mark ! --mark 1338 -j RETURN"});
+  c.inbound_ports.ports = {8080};
+  auto inbound = chain_rules(plan(c).v4, Table::Mangle, "ISTIO_INBOUND");
+  REQUIRE(inbound.size() == 5);
+  CHECK(inbound[3] == "-p tcp --dport 8080 -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT");
+  CHECK(inbound[4] == "-p tcp --dport 8080 -j ISTIO_TPROXY");
+}
+
+TEST_CASE("planner: -d only counts with -b '*'") {
+  Config c = injected_sidecar();
+  c.inbound_ports = PortList{false, {8080}};
+  auto inbound = chain_rules(plan(c).v4, Table::Nat, "ISTIO_INBOUND");
+  CHECK(inbound == std::vector<std::string>{"-p tcp --dport 15008 -j RETURN", "-p tcp --dport 8080 -j ISTIO_IN_REDIRECT"});
+}
+
+TEST_CASE("planner: owner groups, include list versus exclude list") {
+  Config c = injected_sidecar();
+  c.owner_groups = OwnerGroups{false, {OwnerId{std::nullopt, "java"}, OwnerId{202U, {}}}, {}};
+  auto rules = chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT");
+  CHECK(std::count(rules.begin(), rules.end(), "-m owner ! --gid-owner java -m owner ! --gid-owner 202 -j RETURN") == 1);
+  c.owner_groups = OwnerGroups{false, {}, {}};
+  rules = chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT");
+  CHECK(std::count(rules.begin(), rules.end(), "-j RETURN") == 1);  // nothing is captured
+}
+
+TEST_CASE("planner: the same configuration always gives the same plan") {
+  Config c = injected_sidecar();
+  c.enable_ipv6 = true;
+  c.redirect_dns = true;
+  c.capture_all_dns = true;
+  CHECK(dry_run_text(plan(c)) == dry_run_text(plan(c)));
+}

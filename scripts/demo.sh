@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job on its embedded default: the injected sidecar of the reference listing
+# (Istio 1.24 layout, DNS capture to kube-dns at 10.96.0.10, IPv4 pod), programmed into a
+# throwaway network namespace, listed as `iptables -t nat -nvL` shows it. The host's rules are
+# never touched: everything happens inside `unshare -n`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/release -j"$(nproc)" --target istio-iptables
+tool=$PWD/build/release/cli/istio-iptables
+args=(-p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
+      --log_output_level=default:info --compat 1.24 --ipv6 off --dns-servers 10.96.0.10)
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+$sudo env ISTIO_META_DNS_CAPTURE=true unshare -n sh -c '
+  "$@" --dry-run | iptables-legacy-restore --noflush && iptables-legacy -t nat -nvL' sh "$tool" "${args[@]}"

@@ -3,8 +3,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "core/apply.h"
 #include "core/planner.h"
 #include "core/restore_text.h"
+#include "core/rule_text.h"
 
 namespace istio_iptables {
 namespace {
@@ -52,11 +54,137 @@ std::vector<std::string> normalise(std::vector<std::string> args) {
   return out;
 }
 
+// Compares the plan with a stored iptables-restore text (a golden file), without the kernel.
+int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out, std::ostream& err) {
+  auto text = facts.read_file(path);
+  if (!text) {
+    err << "error: --against: " << text.error().message << "\n";
+    return exit_code::kUsage;
+  }
+  auto parsed = parse_ruleset_text(text.value());
+  if (!parsed) {
+    err << "error: --against " << path << ": " << parsed.error().message << "\n";
+    return exit_code::kUsage;
+  }
+  // Group names stay names on both sides: compare them as written.
+  auto no_lookup = [](const std::string&) -> std::optional<std::uint32_t> { return std::nullopt; };
+  std::vector<TableDifferences> all;
+  for (Family f : {Family::V4, Family::V6}) {
+    const auto& tables = f == Family::V4 ? parsed.value().v4 : parsed.value().v6;
+    const Ruleset* rs = f == Family::V4 ? &p.v4 : (p.v6 ? &*p.v6 : nullptr);
+    for (Table t : kAllTables) {
+      const TextTable* stored = nullptr;
+      for (const auto& tt : tables)
+        if (tt.table == t) stored = &tt;
+      bool used = rs && rs->uses_table(t);
+      if (!stored && !used) continue;
+      Snapshot snap;
+      snap.table = t;
+      if (stored) snap = snapshot_of(*stored, no_lookup);
+      for (const auto& name : builtin_chains(t))
+        if (!snap.find(name)) snap.chains.insert(snap.chains.begin(), InstalledChain{name, true, {}});
+      std::vector<EncodedOp> ops;
+      if (used)
+        for (const auto& op : rs->ops)
+          if (op.table == t)
+            ops.push_back(EncodedOp{op.chain, op.insert_position,
+                                    InstalledRule{rule_spec(op.rule), rule_spec(canonical(op.rule, no_lookup)), op.rule}});
+      auto diffs = differences(snap, desired_table(snap, ops));
+      if (!diffs.empty()) all.push_back(TableDifferences{f, t, std::move(diffs)});
+    }
+  }
+  if (all.empty()) {
+    out << "the plan matches " << path << "\n";
+    return exit_code::kOk;
+  }
+  out << format_differences(all);
+  return exit_code::kFailure;
+}
+
+// Apply, cleanup or check against the kernel of the current (or the given) network namespace.
+int run_on_machine(const std::string& command, const Settings& settings, const Plan& p, Platform& platform,
+                   std::ostream& out, std::ostream& err) {
+  const RunOptions& run = settings.run;
+  if (!run.network_namespace.empty()) {
+    auto entered = platform.enter_network_namespace(run.network_namespace);
+    if (!entered) {
+      err << "error: " << entered.error().message << "\n";
+      return exit_code::kFailure;
+    }
+  }
+  BackendRequest request;
+  request.backend = run.backend == "libiptc" ? Backend::Libiptc : run.backend == "restore" ? Backend::Restore : Backend::Auto;
+  request.force_binary = run.force_iptables_binary;
+  request.wait_seconds = run.wait_seconds;
+  auto opened = platform.open_store(request);
+  if (!opened) {
+    err << "error: " << opened.error().message << "\n";
+    return exit_code::kFailure;
+  }
+  err << "info\tbackend: " << opened.value().description << "\n";
+  NetfilterStore& store = *opened.value().store;
+  // One lock around the whole run, as iptables takes it around each change: concurrent
+  // iptables processes wait for us, and we for them. The restore backend's binaries lock for
+  // themselves (holding it here would deadlock them).
+  std::shared_ptr<void> lock;
+  if (opened.value().needs_xtables_lock && command != "check") {
+    auto l = platform.lock(run.wait_seconds);
+    if (!l) {
+      err << "error: " << l.error().message << "\nnothing was changed\n";
+      return exit_code::kFailure;
+    }
+    lock = std::move(l).value();
+  }
+  if (command == "check") {
+    auto diffs = check(store, p);
+    if (!diffs) {
+      err << "error: " << diffs.error().message << "\n";
+      return exit_code::kFailure;
+    }
+    if (diffs.value().empty()) {
+      out << "the installed rules match the plan\n";
+      return exit_code::kOk;
+    }
+    out << format_differences(diffs.value());
+    return exit_code::kFailure;
+  }
+  auto result = command == "cleanup" ? cleanup(store) : apply_plan(store, p);
+  if (!result) {
+    err << "error: " << result.error().message << "\n";
+    return exit_code::kFailure;
+  }
+  if (result.value().committed.empty())
+    err << "info\tnothing to change: the tables already hold " << (command == "cleanup" ? "none of our rules" : "the plan") << "\n";
+  else
+    err << "info\t" << (command == "cleanup" ? "cleaned up" : "applied") << ": " << fmt::format("{}", fmt::join(result.value().committed, ", ")) << "\n";
+  if (command == "apply") {
+    RouteRequest routes;
+    routes.ipv6 = settings.config.enable_ipv6;
+    routes.tproxy_routes = settings.config.mode == InterceptionMode::Tproxy &&
+                           (settings.config.inbound_ports.wildcard || !settings.config.inbound_ports.ports.empty());
+    routes.mark = settings.config.tproxy_mark;
+    routes.table = settings.config.tproxy_route_table;
+    if (routes.ipv6 || routes.tproxy_routes) {
+      auto r = platform.configure_routes(routes);
+      if (!r) {
+        err << "error: " << r.error().message << " (the rules are in place)\n";
+        return exit_code::kFailure;
+      }
+    }
+  }
+  return exit_code::kOk;
+}
+
 }  // namespace
 
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err) {
   // The injector runs `pilot-agent istio-iptables ...`; accept the subcommand name as a no-op.
   if (!args.empty() && args.front() == "istio-iptables") args.erase(args.begin());
+  std::string command = "apply";
+  if (!args.empty() && (args.front() == "apply" || args.front() == "check" || args.front() == "cleanup")) {
+    command = args.front();
+    args.erase(args.begin());
+  }
   args = normalise(std::move(args));
 
   CLI::App app{"istio-iptables: sets up a pod's traffic capture for the Istio sidecar", "istio-iptables"};
@@ -100,14 +228,19 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   const auto& settings = std::get<Settings>(built);
   for (const auto& w : settings.warnings) err << "warn\t" << w << "\n";
 
+  if (!settings.run.against.empty() && command != "check") {
+    err << "error: --against only goes with the check command\nnothing was changed\n";
+    return exit_code::kUsage;
+  }
   const Plan p = plan(settings.config);
-  if (settings.run.dry_run) {
+  if (command == "apply" && settings.run.dry_run) {
     out << dry_run_text(p);
     return exit_code::kOk;
   }
-  if (settings.run.skip_rule_apply) return exit_code::kOk;
-  err << "error: applying rules is not implemented yet; use --dry-run to print them\n";
-  return exit_code::kFailure;
+  if (command == "check" && !settings.run.against.empty()) return check_against_file(p, settings.run.against, *context.facts, out, err);
+  if (command == "apply" && settings.run.skip_rule_apply) return exit_code::kOk;
+  if (command == "cleanup" || settings.run.cleanup_only) command = "cleanup";
+  return run_on_machine(command, settings, p, *context.platform, out, err);
 }
 
 }  // namespace istio_iptables

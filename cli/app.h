@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/settings.h"
+#include "system/platform.h"
 
 namespace istio_iptables {
 
@@ -26,9 +27,11 @@ inline constexpr int kValidationFailed = 126;  ///< Istio's: the validation prob
 struct CliContext {
   std::map<std::string, std::string> environment;
   MachineFacts* facts = nullptr;
+  Platform* platform = nullptr;
 };
 
 /// Runs one invocation (arguments without argv[0]); writes results to `out`, logs to `err`.
+/// The first word may name a command: `apply` (the default), `check` or `cleanup`.
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err);
 
 }  // namespace istio_iptables

@@ -3,6 +3,7 @@
 
 #include "app.h"
 #include "system/host_facts.h"
+#include "system/real_platform.h"
 
 extern char** environ;
 
@@ -15,6 +16,8 @@ int main(int argc, char** argv) {
     auto eq = entry.find('=');
     if (eq != std::string::npos) context.environment[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
+  istio_iptables::RealPlatform platform(context.environment);
+  context.platform = &platform;
   std::vector<std::string> args(argv + 1, argv + argc);
   return istio_iptables::run_cli(std::move(args), context, std::cout, std::cerr);
 }

@@ -17,7 +17,6 @@ const char* table_name(Table table) {
 
 const char* protocol_name(Protocol p) { return p == Protocol::Tcp ? "tcp" : "udp"; }
 
-namespace {
 const std::vector<std::string>& builtin_chains(Table table) {
   static const std::vector<std::string> filter = {"INPUT", "FORWARD", "OUTPUT"};
   static const std::vector<std::string> mangle = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
@@ -31,7 +30,6 @@ const std::vector<std::string>& builtin_chains(Table table) {
   }
   return filter;
 }
-}  // namespace
 
 bool is_builtin_chain(const std::string& chain) {
   return chain == "PREROUTING" || chain == "INPUT" || chain == "FORWARD" || chain == "OUTPUT" ||

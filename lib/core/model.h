@@ -36,6 +36,9 @@ const char* table_name(Table table);
 /// Tables in the order iptables-restore text lists them (alphabetical, as Istio renders).
 inline constexpr Table kAllTables[] = {Table::Filter, Table::Mangle, Table::Nat, Table::Raw};
 
+/// The built-in chains of a table, in netfilter's hook order.
+const std::vector<std::string>& builtin_chains(Table table);
+
 /// True for the chains netfilter creates itself (PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING).
 bool is_builtin_chain(const std::string& chain);
 

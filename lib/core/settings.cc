@@ -52,6 +52,9 @@ const std::vector<SettingSpec>& setting_specs() {
       {"ipv6", "", "", "", K::String, "auto", "auto (detect from interface addresses), on or off"},
       {"dns-servers", "", "", "", K::String, "", "nameservers to capture DNS to, instead of --resolv-conf's"},
       {"resolv-conf", "", "", "", K::String, "/etc/resolv.conf", "resolv.conf to read nameservers from"},
+      {"backend", "", "", "", K::String, "auto", "auto, libiptc (in-process) or restore (iptables-restore)"},
+      {"wait", "", "", "", K::String, "30", "seconds to wait for the xtables lock"},
+      {"against", "", "", "", K::String, "", "check: compare the plan with this iptables-restore text instead"},
   };
   return specs;
 }
@@ -239,6 +242,11 @@ class Builder {
     r.cni_mode = boolean("cni-mode");
     r.probe_port = port("iptables-probe-port");
     r.network_namespace = get("network-namespace").value;
+    r.backend = get("backend").value;
+    if (r.backend != "auto" && r.backend != "libiptc" && r.backend != "restore")
+      invalid(get("backend"), "not a backend (auto, libiptc or restore)");
+    r.wait_seconds = number("wait", 0, 86400, "a number of seconds from 0 to 86400");
+    r.against = get("against").value;
     probe_timeout();
     force_binary();
     if (boolean("native-nftables"))

@@ -58,6 +58,9 @@ struct RunOptions {
   std::uint32_t probe_timeout_ms = 5000;
   std::string network_namespace;
   std::string force_iptables_binary;  ///< "", "legacy" or "nft"
+  std::string backend = "auto";       ///< "auto", "libiptc" or "restore"
+  std::uint32_t wait_seconds = 30;    ///< for the xtables lock
+  std::string against;                ///< check: a restore text to compare with instead
 };
 
 struct Settings {

@@ -1,0 +1,121 @@
+#include "core/apply.h"
+
+#include <fmt/format.h>
+
+namespace istio_iptables {
+namespace {
+
+struct Job {
+  Family family;
+  Table table;
+  std::vector<EncodedOp> ops;
+};
+
+std::string where(Family f, Table t) { return fmt::format("{} {}", family_name(f), table_name(t)); }
+
+// Every (family, table) to visit, with the plan's operations encoded; nothing is written yet.
+Result<std::vector<Job>> prepare(NetfilterStore& store, const Plan* plan) {
+  std::vector<Job> jobs;
+  for (Family f : {Family::V4, Family::V6}) {
+    const Ruleset* rs = nullptr;
+    if (plan) rs = f == Family::V4 ? &plan->v4 : (plan->v6 ? &*plan->v6 : nullptr);
+    for (Table t : kAllTables) {
+      bool used = rs && rs->uses_table(t);
+      if (!used && !store.table_exists(f, t)) continue;
+      Job job{f, t, {}};
+      if (used)
+        for (const auto& op : rs->ops) {
+          if (op.table != t) continue;
+          auto encoded = store.encode(f, t, op.rule);
+          if (!encoded) return Error{encoded.error().message};
+          job.ops.push_back(EncodedOp{op.chain, op.insert_position, std::move(encoded).value()});
+        }
+      jobs.push_back(std::move(job));
+    }
+  }
+  return jobs;
+}
+
+Result<ApplyOutcome> run_jobs(NetfilterStore& store, const std::vector<Job>& jobs) {
+  struct Committed {
+    const Job* job;
+    Snapshot before;
+  };
+  std::vector<Committed> done;
+  ApplyOutcome outcome;
+  for (const auto& job : jobs) {
+    Snapshot before;
+    auto r = store.transact(job.family, job.table, [&](const Snapshot& now) -> Result<std::optional<TableWrite>> {
+      auto write = write_for(now, desired_table(now, job.ops));
+      if (write) before = now;  // the state this write replaces: what a rollback puts back
+      return write;
+    });
+    if (!r) {
+      // Put back what was already committed, newest first.
+      std::vector<std::string> not_restored;
+      for (auto it = done.rbegin(); it != done.rend(); ++it) {
+        auto back = store.transact(it->job->family, it->job->table, [&](const Snapshot& now) -> Result<std::optional<TableWrite>> {
+          return restore_write(now, it->before);
+        });
+        if (!back) not_restored.push_back(fmt::format("{} ({})", where(it->job->family, it->job->table), back.error().message));
+      }
+      std::string state = done.empty() ? "nothing had been changed"
+                          : not_restored.empty()
+                              ? "the tables already written were put back as they were"
+                              : fmt::format("could not put back: {}", fmt::join(not_restored, "; "));
+      return Error{fmt::format("{}; {}", r.error().message, state)};
+    }
+    if (r.value()) {
+      done.push_back(Committed{&job, std::move(before)});
+      outcome.committed.push_back(where(job.family, job.table));
+    }
+  }
+  return outcome;
+}
+
+}  // namespace
+
+Result<ApplyOutcome> apply_plan(NetfilterStore& store, const Plan& plan) {
+  auto jobs = prepare(store, &plan);
+  if (!jobs) return Error{jobs.error().message};
+  return run_jobs(store, jobs.value());
+}
+
+Result<ApplyOutcome> cleanup(NetfilterStore& store) {
+  auto jobs = prepare(store, nullptr);
+  if (!jobs) return Error{jobs.error().message};
+  return run_jobs(store, jobs.value());
+}
+
+Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& plan) {
+  auto jobs = prepare(store, &plan);
+  if (!jobs) return Error{jobs.error().message};
+  std::vector<TableDifferences> out;
+  for (const auto& job : jobs.value()) {
+    Snapshot now;
+    now.table = job.table;
+    if (store.table_exists(job.family, job.table)) {
+      auto snap = store.read(job.family, job.table);
+      if (!snap) return Error{snap.error().message};
+      now = std::move(snap).value();
+    } else {
+      for (const auto& op : job.ops)  // a missing table: its built-in chains are empty
+        if (is_builtin_chain(op.chain) && !now.find(op.chain)) now.chains.push_back(InstalledChain{op.chain, true, {}});
+    }
+    auto diffs = differences(now, desired_table(now, job.ops));
+    if (!diffs.empty()) out.push_back(TableDifferences{job.family, job.table, std::move(diffs)});
+  }
+  return out;
+}
+
+std::string format_differences(const std::vector<TableDifferences>& diffs) {
+  std::string out;
+  for (const auto& t : diffs)
+    for (const auto& d : t.differences) {
+      const char* kind = d.kind == Difference::Missing ? "missing" : d.kind == Difference::Extra ? "extra" : "misplaced";
+      out += fmt::format("{} {} {}: {}: {}\n", family_name(t.family), table_name(t.table), d.chain, kind, d.rule);
+    }
+  return out;
+}
+
+}  // namespace istio_iptables

@@ -1,0 +1,45 @@
+// Apply, cleanup and check over a NetfilterStore: the whole-namespace logic, kernel-free.
+//
+// Apply is all or nothing across tables and families. Every rule is encoded before the first
+// commit, so a rule the store cannot express stops the run with nothing changed. Then each table
+// that needs it is written in one commit; when a later commit fails, the tables already committed
+// are written back as they were read, so the namespace is either entirely as before or entirely
+// as planned. A table that already holds exactly the plan is not written at all (its counters
+// are kept). Tables the plan does not use are visited only when they exist, to remove our rules
+// of an earlier configuration; asking whether they exist never creates them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/planner.h"
+#include "core/reconcile.h"
+#include "core/store.h"
+
+namespace istio_iptables {
+
+/// A (family, table) the run wrote, as "IPv4 nat".
+struct ApplyOutcome {
+  std::vector<std::string> committed;
+};
+
+/// Makes the namespace hold `plan` (our rules of any earlier configuration are replaced).
+Result<ApplyOutcome> apply_plan(NetfilterStore& store, const Plan& plan);
+
+/// Removes every ISTIO_* chain and every rule of ours, in every existing table of both families.
+Result<ApplyOutcome> cleanup(NetfilterStore& store);
+
+/// Differences of one table.
+struct TableDifferences {
+  Family family;
+  Table table;
+  std::vector<Difference> differences;
+};
+
+/// Compares what is installed with the plan; empty when they are the same.
+Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& plan);
+
+/// A readable report of differences ("IPv4 nat ISTIO_OUTPUT: missing: -d 127.0.0.1/32 -j RETURN").
+std::string format_differences(const std::vector<TableDifferences>& diffs);
+
+}  // namespace istio_iptables

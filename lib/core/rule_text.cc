@@ -1,0 +1,372 @@
+#include "core/rule_text.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/restore_text.h"
+
+namespace istio_iptables {
+namespace {
+
+std::vector<std::string> tokens(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  std::string t;
+  while (in >> t) out.push_back(t);
+  return out;
+}
+
+std::optional<std::uint32_t> number(const std::string& s) {
+  if (s.empty() || s.size() > 10) return std::nullopt;
+  try {
+    std::size_t used = 0;
+    unsigned long long v = std::stoull(s, &used, 0);  // decimal or 0x hex, as iptables prints marks
+    if (used != s.size() || v > 0xffffffffULL || s[0] == '-' || s[0] == '+') return std::nullopt;
+    return static_cast<std::uint32_t>(v);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::uint16_t> port(const std::string& s) {
+  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5) return std::nullopt;
+  unsigned long v = std::stoul(s);
+  if (v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(v);
+}
+
+// "VALUE" or "VALUE/0xffffffff": only full masks are in the model.
+std::optional<std::uint32_t> full_mask_value(const std::string& s) {
+  auto slash = s.find('/');
+  if (slash == std::string::npos) return number(s);
+  auto mask = number(s.substr(slash + 1));
+  if (!mask || *mask != 0xffffffffU) return std::nullopt;
+  return number(s.substr(0, slash));
+}
+
+std::optional<Prefix> prefix(const std::string& s) {
+  if (s.find('/') == std::string::npos) {
+    auto a = parse_address(s);
+    if (!a) return std::nullopt;
+    return host_prefix(*a);
+  }
+  return parse_prefix(s);
+}
+
+}  // namespace
+
+std::optional<Rule> parse_rule_spec(const std::string& spec) {
+  auto t = tokens(spec);
+  Rule r;
+  bool have_target = false;
+  bool neg = false;
+  std::string module;
+  std::optional<Protocol> protocol;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    const std::string& tok = t[i];
+    auto arg = [&]() -> std::optional<std::string> {
+      if (i + 1 >= t.size()) return std::nullopt;
+      return t[++i];
+    };
+    if (tok == "!") {
+      if (neg) return std::nullopt;
+      neg = true;
+      continue;
+    }
+    bool negated = neg;
+    neg = false;
+    if (have_target) return std::nullopt;  // target options are consumed below
+    if (tok == "-s" || tok == "--source" || tok == "-d" || tok == "--destination") {
+      auto v = arg();
+      auto p = v ? prefix(*v) : std::nullopt;
+      if (!p) return std::nullopt;
+      bool src = tok == "-s" || tok == "--source";
+      r.matches.push_back(AddressMatch{src ? Direction::Source : Direction::Destination, *p, negated});
+    } else if (tok == "-i" || tok == "--in-interface" || tok == "-o" || tok == "--out-interface") {
+      auto v = arg();
+      if (!v) return std::nullopt;
+      r.matches.push_back(InterfaceMatch{tok == "-i" || tok == "--in-interface", *v, negated});
+    } else if (tok == "-p" || tok == "--protocol") {
+      auto v = arg();
+      if (!v) return std::nullopt;
+      if (*v == "tcp" || *v == "6") protocol = Protocol::Tcp;
+      else if (*v == "udp" || *v == "17") protocol = Protocol::Udp;
+      else return std::nullopt;
+      r.matches.push_back(ProtocolMatch{*protocol, negated});
+    } else if (tok == "-m" || tok == "--match") {
+      auto v = arg();
+      if (!v || negated) return std::nullopt;
+      module = *v;
+      if (module != "tcp" && module != "udp" && module != "multiport" && module != "owner" && module != "conntrack" &&
+          module != "mark" && module != "connmark")
+        return std::nullopt;
+    } else if (tok == "--dport" || tok == "--destination-port" || tok == "--sport" || tok == "--source-port") {
+      auto v = arg();
+      auto p = v ? port(*v) : std::nullopt;
+      if (!p || !protocol) return std::nullopt;
+      bool dst = tok == "--dport" || tok == "--destination-port";
+      r.matches.push_back(PortMatch{*protocol, dst ? Direction::Destination : Direction::Source, *p, negated});
+    } else if (tok == "--dports" || tok == "--destination-ports") {
+      auto v = arg();
+      if (!v || module != "multiport") return std::nullopt;
+      MultiportMatch m{{}, negated};
+      std::istringstream list(*v);
+      std::string item;
+      while (std::getline(list, item, ',')) {
+        auto p = port(item);
+        if (!p) return std::nullopt;
+        m.ports.push_back(*p);
+      }
+      r.matches.push_back(m);
+    } else if (tok == "--uid-owner" || tok == "--gid-owner") {
+      auto v = arg();
+      if (!v || module != "owner") return std::nullopt;
+      bool group = tok == "--gid-owner";
+      OwnerId id;
+      if (v->find_first_not_of("0123456789") == std::string::npos) id.number = number(*v);
+      else if (group) id.name = *v;
+      else return std::nullopt;
+      if (!id.number && id.name.empty()) return std::nullopt;
+      r.matches.push_back(OwnerMatch{group, id, negated});
+    } else if (tok == "--ctstate") {
+      auto v = arg();
+      if (!v || module != "conntrack") return std::nullopt;
+      ConntrackMatch m{{}, negated};
+      std::istringstream list(*v);
+      std::string item;
+      while (std::getline(list, item, ',')) {
+        if (item == "INVALID") m.states.push_back(ConntrackState::Invalid);
+        else if (item == "ESTABLISHED") m.states.push_back(ConntrackState::Established);
+        else if (item == "RELATED") m.states.push_back(ConntrackState::Related);
+        else if (item == "NEW") m.states.push_back(ConntrackState::New);
+        else return std::nullopt;
+      }
+      r.matches.push_back(m);
+    } else if (tok == "--mark" && (module == "mark" || module == "connmark")) {
+      auto v = arg();
+      auto value = v ? full_mask_value(*v) : std::nullopt;
+      if (!value) return std::nullopt;
+      if (module == "mark") r.matches.push_back(MarkMatch{*value, negated});
+      else r.matches.push_back(ConnmarkMatch{*value, negated});
+    } else if (tok == "-j" || tok == "--jump") {
+      auto v = arg();
+      if (!v || negated) return std::nullopt;
+      const std::string target = *v;
+      // Target options: everything that follows.
+      std::map<std::string, std::string> opts;
+      std::vector<std::string> flags;
+      while (i + 1 < t.size()) {
+        const std::string& o = t[++i];
+        if (o.rfind("--", 0) != 0) return std::nullopt;
+        if (o == "--save-mark" || o == "--restore-mark") {
+          flags.push_back(o);
+          continue;
+        }
+        if (i + 1 >= t.size()) return std::nullopt;
+        opts[o] = t[++i];
+      }
+      auto take = [&](const std::string& k) -> std::optional<std::string> {
+        auto it = opts.find(k);
+        if (it == opts.end()) return std::nullopt;
+        std::string v2 = it->second;
+        opts.erase(it);
+        return v2;
+      };
+      if (target == "ACCEPT" || target == "DROP" || target == "RETURN") {
+        r.target = VerdictTarget{target == "ACCEPT" ? Verdict::Accept : target == "DROP" ? Verdict::Drop : Verdict::Return};
+      } else if (target == "REDIRECT") {
+        auto v2 = take("--to-ports");
+        bool singular = false;
+        if (!v2) {
+          v2 = take("--to-port");
+          singular = true;
+        }
+        auto p = v2 ? port(*v2) : std::nullopt;
+        if (!p) return std::nullopt;
+        r.target = RedirectTarget{*p, singular};
+      } else if (target == "TPROXY") {
+        auto p = take("--on-port");
+        auto m = take("--tproxy-mark");
+        auto ip = take("--on-ip");
+        if (ip && *ip != "0.0.0.0" && *ip != "::") return std::nullopt;
+        auto pp = p ? port(*p) : std::nullopt;
+        if (!pp || !m) return std::nullopt;
+        auto slash = m->find('/');
+        auto value = number(m->substr(0, slash));
+        auto mask = slash == std::string::npos ? std::optional<std::uint32_t>(0xffffffffU) : number(m->substr(slash + 1));
+        if (!value || !mask) return std::nullopt;
+        r.target = TproxyTarget{*pp, *value, *mask};
+      } else if (target == "MARK") {
+        auto v2 = take("--set-mark");
+        if (!v2) v2 = take("--set-xmark");
+        auto value = v2 ? full_mask_value(*v2) : std::nullopt;
+        if (!value) return std::nullopt;
+        r.target = MarkTarget{*value};
+      } else if (target == "CONNMARK") {
+        for (const char* k : {"--nfmask", "--ctmask"})
+          if (auto v2 = take(k); v2 && number(*v2) != 0xffffffffU) return std::nullopt;
+        if (flags.size() != 1) return std::nullopt;
+        r.target = ConnmarkTarget{flags[0] == "--restore-mark"};
+        flags.clear();
+      } else if (target == "CT") {
+        auto v2 = take("--zone");
+        auto z = v2 ? port(*v2) : std::nullopt;
+        if (!z) return std::nullopt;
+        r.target = CtTarget{*z};
+      } else if (target.find_first_of("-!") != 0 && target.size() <= 28) {
+        r.target = JumpTarget{target};
+      } else {
+        return std::nullopt;
+      }
+      if (!opts.empty() || !flags.empty()) return std::nullopt;
+      have_target = true;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (!have_target || neg) return std::nullopt;
+  return r;
+}
+
+Rule canonical(const Rule& rule, const std::function<std::optional<std::uint32_t>(const std::string&)>& gid) {
+  Rule out;
+  auto header_rank = [](const Match& m) -> int {
+    if (auto* a = std::get_if<AddressMatch>(&m)) return a->direction == Direction::Source ? 0 : 1;
+    if (auto* i = std::get_if<InterfaceMatch>(&m)) return i->inbound ? 2 : 3;
+    if (std::holds_alternative<ProtocolMatch>(m)) return 4;
+    return 5;
+  };
+  std::vector<Match> matches = rule.matches;
+  std::stable_sort(matches.begin(), matches.end(), [&](const Match& a, const Match& b) {
+    int ra = header_rank(a), rb = header_rank(b);
+    return ra < rb;  // header fields in save order; extension matches (all rank 5) keep their order
+  });
+  for (auto& m : matches) {
+    if (auto* o = std::get_if<OwnerMatch>(&m))
+      if (!o->id.number)
+        if (auto n = gid(o->id.name)) o->id = OwnerId{*n, {}};
+    if (auto* a = std::get_if<AddressMatch>(&m)) a->prefix = Prefix{masked(a->prefix), a->prefix.length};
+  }
+  out.matches = std::move(matches);
+  out.target = rule.target;
+  if (auto* r = std::get_if<RedirectTarget>(&out.target)) r->singular_spelling = false;
+  return out;
+}
+
+Result<ParsedText> parse_ruleset_text(const std::string& text) {
+  ParsedText out;
+  std::vector<TextTable>* family = &out.v4;
+  TextTable* table = nullptr;
+  std::vector<std::string> seen;
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  auto error = [&](const std::string& why) { return Error{"line " + std::to_string(lineno) + ": " + why + ": " + line}; };
+  auto chain_ref = [&](const std::string& name) -> TextChain& {
+    for (auto& c : table->chains)
+      if (c.name == name) return c;
+    table->chains.push_back(TextChain{name, is_builtin_chain(name), {}});
+    return table->chains.back();
+  };
+  while (std::getline(in, line)) {
+    ++lineno;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.rfind("# ip6tables", 0) == 0 || line.rfind("#ip6tables", 0) == 0) {
+      family = &out.v6;
+      seen.clear();
+      table = nullptr;
+      continue;
+    }
+    if (line.empty() || line[0] == '#' || line == "COMMIT") {
+      if (line == "COMMIT") table = nullptr;
+      continue;
+    }
+    if (line.rfind("iptables", 0) == 0 || line.rfind("ip6tables", 0) == 0) continue;  // Istio's golden "iptables-save"
+    if (line[0] == '*') {
+      std::string name = line.substr(1);
+      name.erase(0, name.find_first_not_of(' '));
+      Table t;
+      if (name == "filter") t = Table::Filter;
+      else if (name == "mangle") t = Table::Mangle;
+      else if (name == "nat") t = Table::Nat;
+      else if (name == "raw") t = Table::Raw;
+      else return error("unknown table");
+      if (std::find(seen.begin(), seen.end(), name) != seen.end() && family == &out.v4) {
+        family = &out.v6;
+        seen.clear();
+      }
+      seen.push_back(name);
+      family->push_back(TextTable{t, {}});
+      table = &family->back();
+      continue;
+    }
+    if (!table) return error("a rule outside a table");
+    std::string counters;
+    std::string rest = line;
+    if (rest[0] == '[') {
+      auto close = rest.find(']');
+      if (close == std::string::npos) return error("bad counters");
+      counters = rest.substr(0, close + 1);
+      rest = rest.substr(close + 1);
+      rest.erase(0, rest.find_first_not_of(' '));
+    }
+    auto t = tokens(rest);
+    if (t.empty()) continue;
+    if (t[0][0] == ':') {
+      chain_ref(t[0].substr(1));
+      continue;
+    }
+    if ((t[0] == "-N" || t[0] == "--new-chain" || t[0] == "-F" || t[0] == "--flush") && t.size() == 2) {
+      auto& c = chain_ref(t[1]);
+      if (t[0] == "-F" || t[0] == "--flush") c.rules.clear();
+      continue;
+    }
+    bool insert = t[0] == "-I" || t[0] == "--insert";
+    if ((t[0] == "-A" || t[0] == "--append" || insert) && t.size() >= 2) {
+      std::size_t first = 2;
+      std::size_t position = 0;
+      if (insert && t.size() > 2 && t[2].find_first_not_of("0123456789") == std::string::npos) {
+        position = std::stoul(t[2]);
+        first = 3;
+      }
+      std::string spec;
+      for (std::size_t k = first; k < t.size(); ++k) spec += (k == first ? "" : " ") + t[k];
+      TextChain& c = chain_ref(t[1]);
+      TextRule rule{spec, counters, parse_rule_spec(spec)};
+      if (rule.rule)
+        if (auto target = jump_chain(*rule.rule)) chain_ref(*target);
+      TextChain& again = chain_ref(t[1]);  // chain_ref may have moved the vector
+      (void)c;
+      if (insert) {
+        std::size_t pos = position == 0 ? 0 : std::min(position - 1, again.rules.size());
+        again.rules.insert(again.rules.begin() + static_cast<std::ptrdiff_t>(pos), rule);
+      } else {
+        again.rules.push_back(rule);
+      }
+      continue;
+    }
+    return error("not a rule, a chain or a table");
+  }
+  return out;
+}
+
+Snapshot snapshot_of(const TextTable& table, const std::function<std::optional<std::uint32_t>(const std::string&)>& gid) {
+  Snapshot s;
+  s.table = table.table;
+  for (const auto& c : table.chains) {
+    InstalledChain chain{c.name, c.builtin, {}};
+    for (const auto& r : c.rules) {
+      InstalledRule ir;
+      ir.blob = r.counters.empty() ? r.spec : r.counters + " " + r.spec;
+      ir.rule = r.rule;
+      ir.identity = r.rule ? rule_spec(canonical(*r.rule, gid)) : "text: " + r.spec;
+      chain.rules.push_back(std::move(ir));
+    }
+    s.chains.push_back(std::move(chain));
+  }
+  // Built-in chains first, as in a kernel snapshot.
+  std::stable_partition(s.chains.begin(), s.chains.end(), [](const InstalledChain& c) { return c.builtin; });
+  return s;
+}
+
+}  // namespace istio_iptables

@@ -1,0 +1,75 @@
+// The seam between the pure apply logic and the kernel: a store of netfilter tables.
+//
+// The apply, check and cleanup logic (apply.h) only reads snapshots and asks for whole-table
+// writes through this interface. The system layer implements it with libiptc (one commit per
+// table, under the xtables lock); tests implement it in memory and can make any commit fail.
+// Rules read from the kernel are opaque blobs with an identity; only the store knows how they
+// are encoded. A rule of ours is encoded by the store too, so that "is this installed rule the
+// one we want" is a comparison of identities, i.e. of what the kernel holds, not of text.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/result.h"
+
+namespace istio_iptables {
+
+/// One installed rule.
+struct InstalledRule {
+  std::string blob;               ///< what the store needs to install this rule again, as it was
+  std::string identity;           ///< equal identities = the same rule to the kernel
+  std::optional<Rule> rule;       ///< decoded, when every part of it is in our model
+};
+
+struct InstalledChain {
+  std::string name;
+  bool builtin = false;
+  std::vector<InstalledRule> rules;
+};
+
+/// One table as read in one snapshot.
+struct Snapshot {
+  Table table = Table::Nat;
+  std::vector<InstalledChain> chains;  // built-in chains first, then user chains
+
+  const InstalledChain* find(const std::string& name) const;
+};
+
+/// What to write to one table in one commit: chains to (re)write completely, in this order
+/// (created when missing), and user chains to delete afterwards.
+struct TableWrite {
+  struct Chain {
+    std::string name;
+    std::vector<std::string> blobs;
+  };
+  std::vector<Chain> chains;
+  std::vector<std::string> delete_chains;
+};
+
+/// A store of netfilter tables (libiptc in the system layer; in memory in tests).
+class NetfilterStore {
+ public:
+  virtual ~NetfilterStore() = default;
+
+  /// Does the table exist already? (Asking must not create it.)
+  virtual bool table_exists(Family family, Table table) = 0;
+
+  /// Encodes one of our rules as a blob (and its identity) for this family.
+  virtual Result<InstalledRule> encode(Family family, Table table, const Rule& rule) = 0;
+
+  /// Reads the table.
+  virtual Result<Snapshot> read(Family family, Table table) = 0;
+
+  /// Reads the table, asks `decide` what to write (nullopt: nothing) and writes it in one
+  /// commit. A commit that races another writer is retried from a fresh read; after any other
+  /// failed commit the table is read again and `decide` asked again: nullopt then means the
+  /// table is as wanted after all. Returns whether a commit was made.
+  virtual Result<bool> transact(Family family, Table table,
+                                const std::function<Result<std::optional<TableWrite>>(const Snapshot&)>& decide) = 0;
+};
+
+}  // namespace istio_iptables

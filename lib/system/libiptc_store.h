@@ -1,0 +1,35 @@
+// NetfilterStore over libiptc: legacy x_tables, in-process, one commit per table.
+#pragma once
+
+#include <memory>
+
+#include "core/store.h"
+#include "system/xt_entry.h"
+
+namespace istio_iptables {
+
+/// Reads and writes the current network namespace's x_tables through libiptc. Not thread-safe
+/// across instances by itself: every call takes one process-wide mutex (libiptc has global
+/// state). The xtables lock is the caller's (XtablesLock), held around a whole run.
+class LibiptcStore final : public NetfilterStore {
+ public:
+  explicit LibiptcStore(GroupResolver& groups) : groups_(groups) {}
+
+  bool table_exists(Family family, Table table) override;
+  Result<InstalledRule> encode(Family family, Table table, const Rule& rule) override;
+  Result<Snapshot> read(Family family, Table table) override;
+  Result<bool> transact(Family family, Table table,
+                        const std::function<Result<std::optional<TableWrite>>(const Snapshot&)>& decide) override;
+
+  /// Number of commits that had to be retried (EAGAIN, EEXIST) so far: for tests and logs.
+  int retries() const { return retries_; }
+
+ private:
+  GroupResolver& groups_;
+  int retries_ = 0;
+};
+
+/// Does this kernel offer legacy x_tables for the family? (Reads /proc; creates nothing.)
+bool legacy_xtables_available(Family family);
+
+}  // namespace istio_iptables

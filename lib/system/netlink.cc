@@ -1,0 +1,174 @@
+#include "system/netlink.h"
+
+// glibc's <netinet/in.h> before any <linux/...> header (they redefine in_addr otherwise).
+#include <netinet/in.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <libmnl/libmnl.h>
+#include <linux/fib_rules.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace istio_iptables::netlink {
+namespace {
+
+// MNL_SOCKET_BUFFER_SIZE is a sysconf() call in disguise: one page, at most 8 KiB.
+constexpr std::size_t kBufferSize = 8192;
+
+struct SocketDeleter {
+  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
+};
+using Socket = std::unique_ptr<mnl_socket, SocketDeleter>;
+
+Result<Socket> open_socket(int bus) {
+  Socket s(mnl_socket_open(bus));
+  if (!s) return Error{fmt::format("cannot open a netlink socket: {}", std::strerror(errno))};
+  if (mnl_socket_bind(s.get(), 0, MNL_SOCKET_AUTOPID) < 0)
+    return Error{fmt::format("cannot bind a netlink socket: {}", std::strerror(errno))};
+  return s;
+}
+
+// Sends one request and waits for its acknowledgement; returns the kernel's errno (0 = ok).
+int request(mnl_socket* s, nlmsghdr* nlh) {
+  if (mnl_socket_sendto(s, nlh, nlh->nlmsg_len) < 0) return errno;
+  std::vector<char> storage(kBufferSize);
+  char* buf = storage.data();
+  unsigned portid = mnl_socket_get_portid(s);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s, buf, storage.size());
+    if (n < 0) return errno;
+    int r = mnl_cb_run(buf, static_cast<size_t>(n), nlh->nlmsg_seq, portid, nullptr, nullptr);
+    if (r < 0) return errno;
+    if (r == MNL_CB_STOP) return 0;
+  }
+}
+
+unsigned loopback_index() { return if_nametoindex("lo"); }
+
+}  // namespace
+
+Status add_ipv6_passthrough_address() {
+  auto s = open_socket(NETLINK_ROUTE);
+  if (!s) return Error{s.error().message};
+  unsigned lo = loopback_index();
+  if (lo == 0) return Error{"cannot add ::6/128 to lo: no interface lo"};
+  std::vector<char> storage(kBufferSize);
+  char* buf = storage.data();
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWADDR;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_INET6;
+  ifa->ifa_prefixlen = 128;
+  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa->ifa_index = lo;
+  in6_addr addr{};
+  addr.s6_addr[15] = 6;
+  mnl_attr_put(nlh, IFA_LOCAL, sizeof addr, &addr);
+  mnl_attr_put(nlh, IFA_ADDRESS, sizeof addr, &addr);
+  int e = request(s.value().get(), nlh);
+  if (e != 0 && e != EEXIST) return Error{fmt::format("cannot add ::6/128 to lo: {}", std::strerror(e))};
+  return ok_status();
+}
+
+Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
+  auto s = open_socket(NETLINK_ROUTE);
+  if (!s) return Error{s.error().message};
+  std::vector<char> storage(kBufferSize);
+  char* buf = storage.data();
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWRULE;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
+  auto* rule = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+  rule->family = family == Family::V4 ? AF_INET : AF_INET6;
+  rule->action = FR_ACT_TO_TBL;
+  rule->table = static_cast<std::uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+  mnl_attr_put_u32(nlh, FRA_FWMARK, mark);
+  mnl_attr_put_u32(nlh, FRA_TABLE, table);
+  int e = request(s.value().get(), nlh);
+  if (e != 0 && e != EEXIST)
+    return Error{fmt::format("cannot add the {} rule fwmark {} lookup {}: {}", family_name(family), mark, table, std::strerror(e))};
+  return ok_status();
+}
+
+Status add_local_default_route(Family family, std::uint32_t table) {
+  auto s = open_socket(NETLINK_ROUTE);
+  if (!s) return Error{s.error().message};
+  unsigned lo = loopback_index();
+  if (lo == 0) return Error{"cannot add the TPROXY route: no interface lo"};
+  std::vector<char> storage(kBufferSize);
+  char* buf = storage.data();
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWROUTE;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
+  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtm->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
+  rtm->rtm_dst_len = 0;
+  rtm->rtm_table = static_cast<unsigned char>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+  rtm->rtm_protocol = RTPROT_BOOT;
+  rtm->rtm_scope = RT_SCOPE_HOST;
+  rtm->rtm_type = RTN_LOCAL;
+  mnl_attr_put_u32(nlh, RTA_TABLE, table);
+  mnl_attr_put_u32(nlh, RTA_OIF, lo);
+  int e = request(s.value().get(), nlh);
+  if (e != 0 && e != EEXIST)
+    return Error{fmt::format("cannot add the {} local default route to table {}: {}", family_name(family), table, std::strerror(e))};
+  return ok_status();
+}
+
+Result<std::vector<NftTable>> list_nft_tables() {
+  auto s = open_socket(NETLINK_NETFILTER);
+  if (!s) return Error{s.error().message};
+  std::vector<char> storage(kBufferSize);
+  char* buf = storage.data();
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfg->nfgen_family = NFPROTO_UNSPEC;
+  nfg->version = NFNETLINK_V0;
+  nfg->res_id = 0;
+  if (mnl_socket_sendto(s.value().get(), nlh, nlh->nlmsg_len) < 0)
+    return Error{fmt::format("cannot ask nf_tables for its tables: {}", std::strerror(errno))};
+  std::vector<NftTable> tables;
+  auto on_message = [](const nlmsghdr* msg, void* data) -> int {
+    auto* out = static_cast<std::vector<NftTable>*>(data);
+    const auto* g = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(msg));
+    NftTable t{g->nfgen_family, {}};
+    mnl_attr_parse(msg, sizeof(nfgenmsg), [](const nlattr* attr, void* d) -> int {
+      if (mnl_attr_get_type(attr) == NFTA_TABLE_NAME && mnl_attr_validate(attr, MNL_TYPE_STRING) >= 0)
+        static_cast<NftTable*>(d)->name = mnl_attr_get_str(attr);
+      return MNL_CB_OK;
+    }, &t);
+    out->push_back(std::move(t));
+    return MNL_CB_OK;
+  };
+  unsigned portid = mnl_socket_get_portid(s.value().get());
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s.value().get(), buf, storage.size());
+    if (n < 0) return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(errno))};
+    int r = mnl_cb_run(buf, static_cast<size_t>(n), nlh->nlmsg_seq, portid, on_message, &tables);
+    if (r < 0) {
+      if (errno == EPROTONOSUPPORT || errno == ENOENT || errno == EOPNOTSUPP) return tables;  // no nf_tables
+      return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(errno))};
+    }
+    if (r == MNL_CB_STOP) return tables;
+  }
+}
+
+}  // namespace istio_iptables::netlink

@@ -1,0 +1,54 @@
+// Our typed rules as binary x_tables entries, and entries read back as typed rules.
+//
+// The encoding is the one iptables 1.8 itself builds from our restore text (checked entry by
+// entry against iptables-legacy-restore in tests/system): the same match order, revisions
+// (tcp/udp 0, multiport 1, owner 1, conntrack 3, mark 1, connmark 1; REDIRECT 0, TPROXY 1,
+// MARK 2, CONNMARK 2, CT 2), payload values and interface masks. ../shared/docs/libiptc-notes.md
+// has the measured facts behind each choice (IP6T_F_PROTO, name padding, ...).
+//
+// A blob is the entry's bytes with the standard target's name set to its label ("RETURN", a
+// chain name), so that it can be appended again through libiptc as it is. Its identity is the
+// normalised blob: counters, kernel-written fields and name padding zeroed, the standard
+// target's verdict left out (libiptc resolves jumps by name).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "core/model.h"
+#include "core/result.h"
+
+namespace istio_iptables {
+
+/// Resolves group names to GIDs (the owner match carries numbers).
+class GroupResolver {
+ public:
+  virtual ~GroupResolver() = default;
+  virtual std::optional<std::uint32_t> gid(const std::string& name) = 0;
+};
+
+/// Reads /etc/group directly (no NSS: Istio hit network lookups through nsswitch).
+class EtcGroupResolver final : public GroupResolver {
+ public:
+  std::optional<std::uint32_t> gid(const std::string& name) override;
+
+ private:
+  std::optional<std::map<std::string, std::uint32_t>> groups_;
+};
+
+/// Encodes a rule as an entry blob for `family`.
+Result<std::string> encode_entry(Family family, const Rule& rule, GroupResolver& groups);
+
+/// The identity of a blob (see above).
+std::string entry_identity(Family family, const std::string& blob);
+
+/// Decodes an entry blob into our model; nullopt when any part of it is outside the model.
+std::optional<Rule> decode_entry(Family family, const std::string& blob);
+
+/// The blob of an entry read through libiptc, with `label` (iptc_get_target) as the standard
+/// target's name, kernel padding after names zeroed.
+std::string blob_from_kernel(Family family, const void* entry, const char* label);
+
+}  // namespace istio_iptables

@@ -28,31 +28,82 @@ bool is_return(const Rule& r) {
   return v && v->verdict == Verdict::Return;
 }
 
-// Istio's non-jump rules in built-in chains, in any configuration (planner.cc R1, R2, R3 in
-// 1.23, R19, and 1.24's raw PREROUTING zone rule).
-bool has_istio_shape(Table table, const std::string& chain, const Rule& r) {
-  const auto& m = r.matches;
-  const bool nat_or_mangle = table == Table::Nat || table == Table::Mangle;
-  // R1/R2: "-i NIC -j RETURN" in PREROUTING, "-o NIC -j RETURN" in OUTPUT.
-  if (nat_or_mangle && is_return(r) && m.size() == 1) {
-    auto* i = only<InterfaceMatch>(m, 0);
-    if (i && !i->negated && i->inbound == (chain == "PREROUTING") && (chain == "PREROUTING" || chain == "OUTPUT"))
-      return true;
-  }
-  if (table == Table::Mangle) {
-    if (std::holds_alternative<ConnmarkTarget>(r.target) || std::holds_alternative<MarkTarget>(r.target)) return true;
-    // R19.2: "-p tcp -o lo -m mark --mark M -j RETURN" in OUTPUT.
-    if (chain == "OUTPUT" && is_return(r) && m.size() == 3 && only<ProtocolMatch>(m, 0) && only<InterfaceMatch>(m, 1) &&
-        only<MarkMatch>(m, 2) && only<InterfaceMatch>(m, 1)->name == "lo")
-      return true;
-    // 1.23's drop-invalid: "-m conntrack --ctstate INVALID -j DROP" in PREROUTING.
-    if (chain == "PREROUTING" && m.size() == 1 && only<ConntrackMatch>(m, 0)) {
-      auto* v = std::get_if<VerdictTarget>(&r.target);
-      if (v && v->verdict == Verdict::Drop) return true;
+// The matches of a rule by kind, whatever their order (rules read from the kernel come back in
+// iptables-save's order, ours in Istio's).
+struct Shape {
+  std::vector<const AddressMatch*> addresses;
+  std::vector<const InterfaceMatch*> interfaces;
+  std::vector<const ProtocolMatch*> protocols;
+  std::vector<const PortMatch*> ports;
+  std::vector<const OwnerMatch*> owners;
+  std::vector<const MarkMatch*> marks;
+  std::vector<const ConnmarkMatch*> connmarks;
+  std::vector<const ConntrackMatch*> conntracks;
+  bool other = false;
+
+  explicit Shape(const Rule& r) {
+    for (const auto& m : r.matches) {
+      if (auto* a = std::get_if<AddressMatch>(&m)) addresses.push_back(a);
+      else if (auto* i = std::get_if<InterfaceMatch>(&m)) interfaces.push_back(i);
+      else if (auto* p = std::get_if<ProtocolMatch>(&m)) protocols.push_back(p);
+      else if (auto* port = std::get_if<PortMatch>(&m)) ports.push_back(port);
+      else if (auto* o = std::get_if<OwnerMatch>(&m)) owners.push_back(o);
+      else if (auto* mk = std::get_if<MarkMatch>(&m)) marks.push_back(mk);
+      else if (auto* cm = std::get_if<ConnmarkMatch>(&m)) connmarks.push_back(cm);
+      else if (auto* ct = std::get_if<ConntrackMatch>(&m)) conntracks.push_back(ct);
+      else other = true;
     }
   }
-  // 1.24's conntrack zone for resolver answers, straight in raw PREROUTING.
-  if (table == Table::Raw && chain == "PREROUTING" && std::holds_alternative<CtTarget>(r.target)) return true;
+  std::size_t count() const {
+    return addresses.size() + interfaces.size() + protocols.size() + ports.size() + owners.size() + marks.size() +
+           connmarks.size() + conntracks.size() + (other ? 1 : 0);
+  }
+  bool tcp() const { return protocols.size() == 1 && protocols[0]->protocol == Protocol::Tcp && !protocols[0]->negated; }
+  bool out_lo() const { return interfaces.size() == 1 && !interfaces[0]->inbound && interfaces[0]->name == "lo" && !interfaces[0]->negated; }
+};
+
+// Istio's non-jump rules in built-in chains, in any configuration (planner.cc R1, R2, 1.23's
+// drop-invalid, R19, and 1.24's raw PREROUTING zone rule), as exactly as their shapes allow.
+bool has_istio_shape(Table table, const std::string& chain, const Rule& r) {
+  const Shape s(r);
+  const bool nat_or_mangle = table == Table::Nat || table == Table::Mangle;
+  // R1/R2: "-i NIC -j RETURN" in PREROUTING, "-o NIC -j RETURN" in OUTPUT.
+  if (nat_or_mangle && is_return(r) && s.count() == 1 && s.interfaces.size() == 1 && !s.interfaces[0]->negated &&
+      ((chain == "PREROUTING" && s.interfaces[0]->inbound) || (chain == "OUTPUT" && !s.interfaces[0]->inbound)))
+    return true;
+  if (table == Table::Mangle && chain == "PREROUTING") {
+    // R19.1: "-p tcp -m mark --mark M -j CONNMARK --save-mark"
+    auto* c = std::get_if<ConnmarkTarget>(&r.target);
+    if (c && !c->restore && s.count() == 2 && s.tcp() && s.marks.size() == 1 && !s.marks[0]->negated) return true;
+    // 1.23's drop-invalid: "-m conntrack --ctstate INVALID -j DROP"
+    auto* v = std::get_if<VerdictTarget>(&r.target);
+    if (v && v->verdict == Verdict::Drop && s.count() == 1 && s.conntracks.size() == 1 &&
+        s.conntracks[0]->states == std::vector<ConntrackState>{ConntrackState::Invalid})
+      return true;
+  }
+  if (table == Table::Mangle && chain == "OUTPUT") {
+    // R19.2: "-p tcp -o lo -m mark --mark M -j RETURN"
+    if (is_return(r) && s.count() == 3 && s.tcp() && s.out_lo() && s.marks.size() == 1 && !s.marks[0]->negated) return true;
+    // R19.3/4: "! -d LO -p tcp -o lo -m owner --uid-owner U -j MARK --set-mark 1338"
+    auto* mk = std::get_if<MarkTarget>(&r.target);
+    if (mk && mk->mark == marks::kOutbound && s.count() == 4 && s.tcp() && s.out_lo() && s.owners.size() == 1 &&
+        !s.owners[0]->negated && s.addresses.size() == 1 && s.addresses[0]->negated &&
+        s.addresses[0]->direction == Direction::Destination && is_loopback(s.addresses[0]->prefix.address))
+      return true;
+    // R19.5: "-p tcp -m connmark --mark M -j CONNMARK --restore-mark"
+    auto* c = std::get_if<ConnmarkTarget>(&r.target);
+    if (c && c->restore && s.count() == 2 && s.tcp() && s.connmarks.size() == 1 && !s.connmarks[0]->negated) return true;
+  }
+  // 1.24's conntrack zone for resolver answers: "-p udp --sport 53 [-s S] -j CT --zone 1".
+  if (table == Table::Raw && chain == "PREROUTING") {
+    auto* ct = std::get_if<CtTarget>(&r.target);
+    bool udp = s.protocols.size() == 1 && s.protocols[0]->protocol == Protocol::Udp && !s.protocols[0]->negated;
+    bool sport53 = s.ports.size() == 1 && s.ports[0]->direction == Direction::Source && s.ports[0]->port == ports::kDns &&
+                   !s.ports[0]->negated;
+    bool src = s.addresses.empty() || (s.addresses.size() == 1 && s.addresses[0]->direction == Direction::Source &&
+                                       !s.addresses[0]->negated);
+    if (ct && ct->zone == zones::kUpstream && udp && sport53 && src && s.count() == 2 + s.addresses.size()) return true;
+  }
   return false;
 }
 

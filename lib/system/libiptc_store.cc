@@ -14,6 +14,8 @@ extern "C" {
 #include <libiptc/libip6tc.h>
 }
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -180,8 +182,10 @@ Status stage(Family f, Table t, xtc_handle* h, const TableWrite& w) {
   for (const auto& name : w.delete_chains)
     if (!a.flush(name.c_str(), h)) return fail("flush", name);
   for (const auto& c : w.chains)
-    for (const auto& blob : c.blobs)
-      if (!a.append(c.name.c_str(), blob.data(), h)) return fail("append a rule to", c.name);
+    for (const auto& blob : c.blobs) {
+      std::string entry = entry_for_append(f, blob);
+      if (!a.append(c.name.c_str(), entry.data(), h)) return fail("append a rule to", c.name);
+    }
   for (const auto& name : w.delete_chains)
     if (!a.delete_chain(name.c_str(), h)) return fail("delete", name);
   return ok_status();
@@ -190,8 +194,9 @@ Status stage(Family f, Table t, xtc_handle* h, const TableWrite& w) {
 }  // namespace
 
 bool legacy_xtables_available(Family family) {
-  std::ifstream in(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names");
-  return static_cast<bool>(in);
+  // Its existence, not its content: the file is readable by root only.
+  struct stat st{};
+  return ::stat(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names", &st) == 0;
 }
 
 bool LibiptcStore::table_exists(Family family, Table table) {

@@ -83,9 +83,63 @@ Status add_ipv6_passthrough_address() {
   return ok_status();
 }
 
+namespace {
+// Is there already a rule "fwmark MARK lookup TABLE"? The kernel's duplicate check compares the
+// priority too, and a rule added without one gets a new priority each time: look first.
+Result<bool> fwmark_rule_exists(mnl_socket* s, Family family, std::uint32_t mark, std::uint32_t table) {
+  std::vector<char> storage(kBufferSize);
+  char* buf = storage.data();
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_GETRULE;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
+  auto* hdr = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+  hdr->family = family == Family::V4 ? AF_INET : AF_INET6;
+  if (mnl_socket_sendto(s, nlh, nlh->nlmsg_len) < 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(errno))};
+  struct Want {
+    std::uint32_t mark, table;
+    bool found = false;
+  } want{mark, table};
+  auto on_rule = [](const nlmsghdr* msg, void* data) -> int {
+    auto* w = static_cast<Want*>(data);
+    const auto* h = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(msg));
+    struct Seen {
+      std::uint32_t mark = 0, table = 0, mask = 0xffffffffU;
+      bool has_mark = false;
+    } seen;
+    seen.table = h->table;
+    mnl_attr_parse(msg, sizeof(fib_rule_hdr), [](const nlattr* attr, void* d) -> int {
+      auto* x = static_cast<Seen*>(d);
+      if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0) return MNL_CB_OK;
+      switch (mnl_attr_get_type(attr)) {
+        case FRA_FWMARK: x->mark = mnl_attr_get_u32(attr); x->has_mark = true; break;
+        case FRA_FWMASK: x->mask = mnl_attr_get_u32(attr); break;
+        case FRA_TABLE: x->table = mnl_attr_get_u32(attr); break;
+        default: break;
+      }
+      return MNL_CB_OK;
+    }, &seen);
+    if (h->action == FR_ACT_TO_TBL && seen.has_mark && seen.mark == w->mark && seen.mask == 0xffffffffU && seen.table == w->table)
+      w->found = true;
+    return MNL_CB_OK;
+  };
+  unsigned portid = mnl_socket_get_portid(s);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s, buf, storage.size());
+    if (n < 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(errno))};
+    int r = mnl_cb_run(buf, static_cast<size_t>(n), nlh->nlmsg_seq, portid, on_rule, &want);
+    if (r < 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(errno))};
+    if (r == MNL_CB_STOP) return want.found;
+  }
+}
+}  // namespace
+
 Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
   auto s = open_socket(NETLINK_ROUTE);
   if (!s) return Error{s.error().message};
+  auto exists = fwmark_rule_exists(s.value().get(), family, mark, table);
+  if (!exists) return Error{exists.error().message};
+  if (exists.value()) return ok_status();
   std::vector<char> storage(kBufferSize);
   char* buf = storage.data();
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);

@@ -154,13 +154,13 @@ class EntryBuilder {
     std::size_t at = bytes_.size();
     bytes_.resize(at + size, 0);
     xt_standard_target t{};
-    t.target.u.user.target_size = static_cast<std::uint16_t>(size);
-    std::strncpy(t.target.u.user.name, label.c_str(), sizeof t.target.u.user.name - 1);
+    t.target.u.user.target_size = static_cast<std::uint16_t>(size);  // name "" as the kernel keeps it
     std::memcpy(bytes_.data() + at, &t, sizeof t);
+    label_ = label;
   }
   std::string finish() {
     std::string out(bytes_.begin(), bytes_.end());
-    return out;
+    return out + label_;
   }
   std::size_t target_offset() const { return target_offset_; }
   std::vector<unsigned char>& bytes() { return bytes_; }
@@ -185,6 +185,7 @@ class EntryBuilder {
   std::vector<unsigned char> bytes_;
   std::vector<std::size_t> payloads_;
   std::size_t target_offset_ = 0;
+  std::string label_;
 };
 
 std::uint8_t conntrack_bits(const std::vector<ConntrackState>& states) {
@@ -317,7 +318,7 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
   header.target_offset = static_cast<std::uint16_t>(b.target_offset());
   header.next_offset = static_cast<std::uint16_t>(bytes.size());
   std::memcpy(bytes.data(), &header, sizeof header);
-  return b.finish();
+  return b.finish();  // entry bytes, then the label
 }
 
 // Walks the matches and the target of an entry blob.
@@ -352,13 +353,8 @@ std::string identity(const std::string& blob) {
     auto* t = reinterpret_cast<xt_entry_target*>(out.data() + e->target_offset);
     std::size_t n = strnlen(t->u.user.name, sizeof t->u.user.name);
     std::memset(t->u.user.name + n, 0, sizeof t->u.user.name - n);
-    if (t->u.user.target_size == align(sizeof(xt_standard_target))) {
-      // A standard target: the label is the name; the verdict is libiptc's business.
-      auto* st = reinterpret_cast<xt_standard_target*>(t);
-      st->verdict = 0;
-    }
   }
-  return out;
+  return out;  // the label, after the entry, is part of the identity
 }
 
 template <typename F>
@@ -435,7 +431,8 @@ std::optional<Rule> decode(const std::string& blob) {
   std::string name(t->u.user.name, strnlen(t->u.user.name, sizeof t->u.user.name));
   int rev = t->u.user.revision;
   const void* data = t->data;
-  if (t->u.user.target_size == align(sizeof(xt_standard_target))) {
+  if (name.empty()) {
+    name = blob.substr(e.next_offset);  // the label
     if (name == "ACCEPT") r.target = VerdictTarget{Verdict::Accept};
     else if (name == "DROP") r.target = VerdictTarget{Verdict::Drop};
     else if (name == "RETURN") r.target = VerdictTarget{Verdict::Return};
@@ -455,6 +452,8 @@ std::optional<Rule> decode(const std::string& blob) {
     r.target = RedirectTarget{port, false};
   } else if (name == "TPROXY" && rev == 1) {
     const auto* info = static_cast<const xt_tproxy_target_info_v1*>(data);
+    for (auto b : info->laddr.all)
+      if (b != 0) return std::nullopt;  // --on-ip: outside the model
     r.target = TproxyTarget{ntohs(info->lport), info->mark_value, info->mark_mask};
   } else if (name == "MARK" && rev == 2) {
     const auto* info = static_cast<const xt_mark_tginfo2*>(data);
@@ -462,11 +461,15 @@ std::optional<Rule> decode(const std::string& blob) {
     r.target = MarkTarget{info->mark};
   } else if (name == "CONNMARK" && rev == 2) {
     const auto* info = static_cast<const xt_connmark_tginfo2*>(data);
+    if (info->ctmask != 0xffffffffU || info->nfmask != 0xffffffffU || info->shift_bits != 0) return std::nullopt;
     if (info->mode == XT_CONNMARK_SAVE) r.target = ConnmarkTarget{false};
     else if (info->mode == XT_CONNMARK_RESTORE) r.target = ConnmarkTarget{true};
     else return std::nullopt;
   } else if (name == "CT" && rev == 2) {
     const auto* info = static_cast<const xt_ct_target_info_v1*>(data);
+    // Only a plain zone is ours: NOTRACK, helpers, timeouts and event masks are someone else's.
+    if (info->flags != 0 || info->helper[0] != 0 || info->timeout[0] != 0 || info->ct_events != 0 || info->exp_events != 0)
+      return std::nullopt;
     r.target = CtTarget{info->zone};
   } else {
     return std::nullopt;
@@ -504,14 +507,28 @@ std::string blob_from_kernel(Family family, const void* entry, const char* label
     off += m->u.match_size;
   }
   auto* t = reinterpret_cast<xt_entry_target*>(blob.data() + target_offset);
-  if (t->u.user.target_size == align(sizeof(xt_standard_target))) {
-    std::memset(t->u.user.name, 0, sizeof t->u.user.name);
-    std::strncpy(t->u.user.name, label, sizeof t->u.user.name - 1);
-  } else {
-    std::size_t n = strnlen(t->u.user.name, sizeof t->u.user.name);
-    std::memset(t->u.user.name + n, 0, sizeof t->u.user.name - n);
+  std::size_t n = strnlen(t->u.user.name, sizeof t->u.user.name);
+  std::memset(t->u.user.name + n, 0, sizeof t->u.user.name - n);
+  if (n == 0) {  // the kernel's standard target: a verdict or a jump, named by libiptc's label
+    reinterpret_cast<xt_standard_target*>(t)->verdict = 0;
+    return blob + label;
   }
   return blob;
+}
+
+std::string entry_for_append(Family family, const std::string& blob) {
+  std::size_t size = family == Family::V4 ? reinterpret_cast<const ipt_entry*>(blob.data())->next_offset
+                                          : reinterpret_cast<const ip6t_entry*>(blob.data())->next_offset;
+  std::size_t target_offset = family == Family::V4 ? reinterpret_cast<const ipt_entry*>(blob.data())->target_offset
+                                                   : reinterpret_cast<const ip6t_entry*>(blob.data())->target_offset;
+  std::string entry = blob.substr(0, size);
+  std::string label = blob.substr(size);
+  if (!label.empty()) {
+    auto* t = reinterpret_cast<xt_entry_target*>(entry.data() + target_offset);
+    std::memset(t->u.user.name, 0, sizeof t->u.user.name);
+    std::memcpy(t->u.user.name, label.data(), std::min(label.size(), sizeof t->u.user.name - 1));
+  }
+  return entry;
 }
 
 }  // namespace istio_iptables

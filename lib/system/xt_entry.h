@@ -6,10 +6,12 @@
 // MARK 2, CONNMARK 2, CT 2), payload values and interface masks. ../shared/docs/libiptc-notes.md
 // has the measured facts behind each choice (IP6T_F_PROTO, name padding, ...).
 //
-// A blob is the entry's bytes with the standard target's name set to its label ("RETURN", a
-// chain name), so that it can be appended again through libiptc as it is. Its identity is the
-// normalised blob: counters, kernel-written fields and name padding zeroed, the standard
-// target's verdict left out (libiptc resolves jumps by name).
+// A blob is the entry's bytes as the kernel keeps them (a standard target is named "" and its
+// verdict zeroed), followed by the standard target's label ("RETURN", a chain name; empty for
+// module targets): libiptc needs the label in the name to append the entry again, and the label
+// cannot live in the name field itself, where a 40-byte module target such as MARK looks just
+// like a standard one. The identity is the normalised blob: counters, kernel-written fields and
+// name padding zeroed.
 #pragma once
 
 #include <cstdint>
@@ -47,8 +49,10 @@ std::string entry_identity(Family family, const std::string& blob);
 /// Decodes an entry blob into our model; nullopt when any part of it is outside the model.
 std::optional<Rule> decode_entry(Family family, const std::string& blob);
 
-/// The blob of an entry read through libiptc, with `label` (iptc_get_target) as the standard
-/// target's name, kernel padding after names zeroed.
+/// The blob of an entry read through libiptc; `label` is iptc_get_target's answer.
 std::string blob_from_kernel(Family family, const void* entry, const char* label);
+
+/// The entry of a blob, ready for iptc_append_entry (the label written into the name).
+std::string entry_for_append(Family family, const std::string& blob);
 
 }  // namespace istio_iptables

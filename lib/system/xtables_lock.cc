@@ -16,7 +16,11 @@ namespace istio_iptables {
 Result<XtablesLock> XtablesLock::acquire(const std::string& lockfile, double wait_seconds) {
   const std::string path = lockfile.empty() ? "/run/xtables.lock" : lockfile;
   int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) return Error{fmt::format("cannot open the xtables lock {}: {}", path, std::strerror(errno))};
+  if (fd < 0) {
+    int e = errno;
+    return Error{fmt::format("cannot open the xtables lock {}: {}{}", path, std::strerror(e),
+                             e == EACCES || e == EPERM ? " (run as root, as iptables does)" : "")};
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
   // iptables polls with LOCK_NB too; a short interval keeps the wait responsive.
   while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {

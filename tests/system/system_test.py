@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Apply, re-apply, cleanup, check, backends, locking and routes against the kernel.
+
+Every test runs in network namespaces it creates (`unshare -n`, with `-m` so that a private
+/etc/group can resolve the group names some scenarios use, and a private xtables lock file);
+the host's rules are never touched. Needs root and the iptables package; exits 77 otherwise.
+usage: system_test.py TOOL XT_DUMP REPO_ROOT [TEST-NAME-SUBSTRING]
+"""
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TOOL, DUMP, REPO = sys.argv[1], sys.argv[2], sys.argv[3]
+ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
+WORK = tempfile.mkdtemp(prefix="istio-iptables-test-")
+GROUPS = os.path.join(WORK, "group")
+with open(GROUPS, "w") as f:
+    f.write(open("/etc/group").read() + "java:x:50001:\nftp-test:x:50002:\n")
+    if not re.search(r"^ftp:", open("/etc/group").read(), re.M):
+        f.write("ftp:x:50003:\n")
+LOCK = os.path.join(WORK, "xtables.lock")
+BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": LOCK}
+
+
+def ns(script, env=None, check=True):
+    """Runs a shell script in a fresh network (and mount) namespace."""
+    full = f"mount --bind {GROUPS} /etc/group && ip link set lo up && {script}"
+    e = dict(BASE_ENV)
+    e.update(env or {})
+    p = subprocess.run(["unshare", "-n", "-m", "sh", "-c", full], capture_output=True, text=True, env=e)
+    if check and p.returncode != 0:
+        raise AssertionError(f"script failed ({p.returncode}): {script}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def q(args):
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def scenario(name):
+    d = os.path.join(REPO, "rules", name)
+    args = shlex.split(open(os.path.join(d, "args")).read())
+    env = {}
+    if os.path.exists(os.path.join(d, "env")):
+        for line in open(os.path.join(d, "env")).read().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                env[k] = v
+    return args, env
+
+
+def dry_run(args, env):
+    p = subprocess.run([TOOL] + args + ["--dry-run"], capture_output=True, text=True, env={**BASE_ENV, **env})
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    if "# ip6tables-restore\n" in text:
+        return tuple(text.split("# ip6tables-restore\n", 1))
+    return text, ""
+
+
+SAVE = "{ iptables-legacy-save | grep -v '^#' || true; echo =====; ip6tables-legacy-save | grep -v '^#' || true; }"
+STATE = SAVE + f"; echo =====; {DUMP}"
+
+
+def restored_state(args, env):
+    """What iptables-legacy-restore of our dry-run text leaves in a fresh namespace."""
+    v4, v6 = dry_run(args, env)
+    f4, f6 = os.path.join(WORK, "v4"), os.path.join(WORK, "v6")
+    open(f4, "w").write(v4)
+    open(f6, "w").write(v6)
+    load = f"iptables-legacy-restore --noflush < {f4}" + (f" && ip6tables-legacy-restore --noflush < {f6}" if v6 else "")
+    return ns(f"{load} && {{ {STATE}; }}").stdout
+
+
+def tool(args, *more):
+    """The tool with a scenario's args; `more` may start with a command word, then flags."""
+    more = list(more)
+    command = [more.pop(0)] if more and more[0] in ("apply", "check", "cleanup") else []
+    lead = [args[0]] if args and args[0] == "istio-iptables" else []
+    rest = args[len(lead):]
+    return f"{TOOL} {q(lead + command + rest + more)}"
+
+
+def strip_empty_tables(save):
+    """Per family, the tables in name order (iptables-save lists them in creation order), without
+    tables holding nothing but empty built-in chains (they say nothing)."""
+    families = []
+    for part in save.split("====="):
+        tables, block = [], []
+        for line in part.strip().splitlines():
+            block.append(line)
+            if line == "COMMIT":
+                if any(l.startswith("-") or re.match(r"^:\S+ -", l) for l in block):
+                    tables.append("\n".join(block))
+                block = []
+        families.append("\n".join(sorted(tables)))
+    return "\n=====\n".join(families)
+
+
+def counters_zeroed(save):
+    return re.sub(r"\[\d+:\d+\]", "[0:0]", save)
+
+
+FOREIGN = """
+iptables-legacy -t filter -A INPUT -s 203.0.113.0/24 -j DROP
+iptables-legacy -t filter -N KUBE-FIREWALL
+iptables-legacy -t filter -A KUBE-FIREWALL -p tcp --dport 10250 -j ACCEPT
+iptables-legacy -t nat -A PREROUTING -s 198.51.100.0/24 -j ACCEPT
+iptables-legacy -t nat -N KUBE-SERVICES
+iptables-legacy -t nat -A KUBE-SERVICES -d 192.0.2.10/32 -p tcp --dport 80 -j DNAT --to-destination 192.0.2.20:8080
+iptables-legacy -t nat -A OUTPUT -j KUBE-SERVICES
+iptables-legacy -t nat -A POSTROUTING -o lo -j ACCEPT
+iptables-legacy -t mangle -A PREROUTING -p udp --dport 4789 -j ACCEPT
+iptables-legacy -t raw -A PREROUTING -p tcp --dport 179 -j NOTRACK
+ip6tables-legacy -t nat -A PREROUTING -s 2001:db8:1::/48 -j ACCEPT
+ip6tables-legacy -t filter -A OUTPUT -d 2001:db8:2::/48 -j REJECT
+ip6tables-legacy -t mangle -A OUTPUT -p tcp --dport 9 -j ACCEPT
+""".strip().replace("\n", " && ")
+
+results = []
+
+
+def test(fn):
+    if ONLY and ONLY not in fn.__name__:
+        return fn
+    try:
+        fn()
+        results.append((fn.__name__, None))
+        print(f"PASS {fn.__name__}", flush=True)
+    except AssertionError as e:
+        results.append((fn.__name__, str(e)))
+        print(f"FAIL {fn.__name__}: {e}", flush=True)
+    return fn
+
+
+def all_scenarios():
+    return sorted(os.listdir(os.path.join(REPO, "rules")))
+
+
+def ours_state(args, env, backend="libiptc", before=""):
+    pre = f"{before} && " if before else ""
+    return ns(f"{pre}{tool(args, '--backend', backend)} && {{ {STATE}; }}", env).stdout
+
+
+if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("iptables-legacy"):
+    print("skipped: needs root, unshare and iptables")
+    sys.exit(77)
+
+
+# ---- point 2: the same result as iptables-restore, in text and in binary ------------------------
+
+@test
+def apply_equals_iptables_restore_for_every_scenario():
+    bad = []
+    for name in all_scenarios():
+        args, env = scenario(name)
+        ours = ours_state(args, env)
+        ref = restored_state(args, env)
+        if ours != ref:
+            bad.append(name)
+    assert not bad, f"save text or binary entries differ from iptables-legacy-restore's for: {bad}"
+
+
+# ---- point 3: idempotent, converges, repairs ----------------------------------------------------
+
+@test
+def reapply_changes_nothing_and_keeps_counters():
+    args, env = scenario("sidecar-dns-dual-stack")
+    script = (f"{tool(args)} 2>/dev/null && "
+              # traffic through nat OUTPUT so that counters move
+              "(timeout 1 bash -c 'echo > /dev/tcp/127.0.0.1/9' 2>/dev/null || true) && "
+              "iptables-legacy-save -c -t nat | grep -v '^#' > /tmp/before && "
+              f"{tool(args)} 2>/tmp/log && "
+              "iptables-legacy-save -c -t nat | grep -v '^#' > /tmp/after && "
+              "cat /tmp/log && diff /tmp/before /tmp/after && grep -c '\\[[1-9]' /tmp/after")
+    p = ns(script.replace("/dev/tcp", "/dev/tcp"), env)
+    assert "nothing to change" in p.stdout, p.stdout
+
+
+@test
+def a_new_configuration_replaces_ours():
+    pairs = [("sidecar-tproxy", "sidecar-dns"), ("capture-all-dns-1.24", "istio-empty"),
+             ("kube-virt-cidrs-dual-stack", "drop-invalid-tproxy-dual-stack"), ("environment-only", "seed-with-dns"),
+             ("istio-1.24-ip-range", "istio-inbound-ports-wildcard-tproxy"), ("dns-several-servers", "kube-virt-wildcard")]
+    bad = []
+    for a, b in pairs:
+        args_a, env_a = scenario(a)
+        args_b, env_b = scenario(b)
+        env = {**env_a, **env_b}
+        # env_a's variables must not leak into b's run: run b with its own environment only.
+        first = f"env {' '.join(shlex.quote(k + '=' + v) for k, v in env_a.items())} {tool(args_a)} 2>/dev/null"
+        ours = ns(f"{first} && {tool(args_b)} 2>/dev/null && {{ {STATE}; }}", env_b).stdout
+        ref = restored_state(args_b, env_b)
+        if strip_empty_tables("=====".join(ours.split("=====")[:2])) != strip_empty_tables("=====".join(ref.split("=====")[:2])):
+            bad.append(f"{a} -> {b}")
+    assert not bad, f"not converged: {bad}"
+
+
+@test
+def a_partial_or_tampered_state_is_repaired():
+    args, env = scenario("sidecar-dns-dual-stack")
+    v4, v6 = dry_run(args, env)
+    nat_only = v4.split("* raw")[0]  # as if killed between the nat and the raw commit
+    open(os.path.join(WORK, "partial"), "w").write(nat_only)
+    damage = (f"iptables-legacy-restore --noflush < {WORK}/partial && "
+              "iptables-legacy -t nat -D ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN && "
+              "iptables-legacy -t nat -A ISTIO_OUTPUT -p tcp --dport 1 -j RETURN && "
+              "iptables-legacy -t nat -N ISTIO_STALE && iptables-legacy -t nat -A PREROUTING -j ISTIO_STALE")
+    ours = ns(f"{damage} && {tool(args)} 2>/dev/null && {{ {STATE}; }}", env).stdout
+    assert ours == restored_state(args, env), "the damaged namespace was not repaired to the plan"
+
+
+# ---- point 4 and 5: foreign rules survive; cleanup leaves exactly them ---------------------------
+
+@test
+def foreign_rules_survive_apply_reapply_and_cleanup():
+    args_a, env_a = scenario("sidecar-tproxy")
+    args_b, env_b = scenario("capture-all-dns-1.24")
+    foreign_only = ns(f"{FOREIGN} && {{ {SAVE}; }}").stdout
+    script = (f"{FOREIGN} && env {' '.join(k + '=' + v for k, v in env_a.items())} {tool(args_a)} 2>/dev/null && "
+              f"{tool(args_a)} 2>/dev/null && {tool(args_b)} 2>/dev/null && {{ {SAVE}; }} > {WORK}/applied && "
+              f"{tool(args_b, 'cleanup')} 2>/dev/null && {{ {SAVE}; }}")
+    p = ns(script, env_b)
+    applied = open(os.path.join(WORK, "applied")).read()
+    for line in foreign_only.splitlines():
+        if line.startswith("-A"):
+            assert line in applied, f"foreign rule lost by apply: {line}"
+    assert strip_empty_tables(counters_zeroed(p.stdout)) == strip_empty_tables(counters_zeroed(foreign_only)), \
+        f"after cleanup the tables are not exactly the foreign rules:\n{p.stdout}\n---\n{foreign_only}"
+
+
+@test
+def cleanup_removes_every_configuration_of_ours():
+    bad = []
+    for name in ["sidecar-tproxy", "capture-all-dns-1.24", "drop-invalid-tproxy-dual-stack", "kube-virt-cidrs-dual-stack",
+                 "istio-1.24-ipv6-dns-outbound-owner-groups-exclude", "environment-only"]:
+        args, env = scenario(name)
+        # cleanup with a different (minimal) configuration: it must still remove everything of ours
+        out = ns(f"{tool(args)} 2>/dev/null && {TOOL} cleanup --ipv6 off 2>/dev/null && {{ {SAVE}; }}", env).stdout
+        if "ISTIO" in out or re.search(r"^-A", out, re.M):
+            bad.append(name)
+    assert not bad, f"rules left after cleanup: {bad}"
+
+
+# ---- point 6: check ---------------------------------------------------------------------------
+
+@test
+def check_reports_sameness_and_differences():
+    args, env = scenario("sidecar-dns")
+    p = ns(f"{tool(args)} 2>/dev/null && {tool(args, 'check')}", env)
+    assert "match the plan" in p.stdout
+    p = ns(f"{tool(args)} 2>/dev/null && iptables-legacy -t nat -D ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN && "
+           f"iptables-legacy -t nat -A ISTIO_OUTPUT -p tcp --dport 7 -j RETURN && {tool(args, 'check')}", env, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "IPv4 nat ISTIO_OUTPUT: missing: -d 127.0.0.1/32 -j RETURN" in p.stdout, p.stdout
+    assert "IPv4 nat ISTIO_OUTPUT: extra: -p tcp --dport 7 -j RETURN" in p.stdout, p.stdout
+    # In a fresh namespace everything is missing, and asking creates no table.
+    p = ns(f"{tool(args, 'check')}; echo rc=$?; cat /proc/net/ip_tables_names", env)
+    assert "rc=1" in p.stdout and "missing" in p.stdout
+    assert not re.search(r"^(nat|raw|mangle|filter)$", p.stdout, re.M), "check created a table"
+
+
+@test
+def check_against_a_golden_file():
+    args, env = scenario("sidecar-tproxy")
+    golden = os.path.join(REPO, "rules", "sidecar-tproxy", "expected.rules")
+    p = subprocess.run([TOOL, "check", "--against", golden] + args, capture_output=True, text=True, env={**BASE_ENV, **env})
+    assert p.returncode == 0, p.stdout + p.stderr
+    other = os.path.join(REPO, "rules", "sidecar-dns", "expected.rules")
+    p = subprocess.run([TOOL, "check", "--against", other] + args, capture_output=True, text=True, env={**BASE_ENV, **env})
+    assert p.returncode == 1 and "IPv6" in p.stdout and "mangle" in p.stdout, p.stdout + p.stderr
+
+
+# ---- point 8: concurrent writers --------------------------------------------------------------
+
+@test
+def eight_applies_and_a_foreign_writer_at_once():
+    args, env = scenario("sidecar-dns-dual-stack")
+    n_foreign = 150
+    script = (
+        f"( i=0; while [ $i -lt {n_foreign} ]; do iptables-legacy -w 30 -t nat -A POSTROUTING -s 192.0.2.$((i % 250 + 1)) "
+        f"-p tcp --dport $((1000 + i)) -j ACCEPT || exit 1; i=$((i+1)); done ) & writer=$!; "
+        + " ".join(f"{tool(args)} 2>>{WORK}/conc.log & p{k}=$!;" for k in range(8))
+        + " fail=0; for p in " + " ".join(f"$p{k}" for k in range(8)) + "; do wait $p || fail=1; done; wait $writer || fail=2; "
+        f"echo fail=$fail; {tool(args, 'check')}; echo check=$?; iptables-legacy-save -t nat | grep -c 'POSTROUTING -s 192.0.2'")
+    p = ns(script, env, check=False)
+    assert "fail=0" in p.stdout, p.stdout + open(os.path.join(WORK, "conc.log")).read()
+    assert "check=0" in p.stdout, p.stdout
+    assert p.stdout.strip().splitlines()[-1] == str(n_foreign), p.stdout
+
+
+@test
+def lock_held_elsewhere_times_out_and_changes_nothing():
+    args, env = scenario("sidecar-dns")
+    p = ns(f"(flock {LOCK} sleep 4 &) ; sleep 0.5; {tool(args, '--wait', '1')}; echo rc=$?; {SAVE}", env, check=False)
+    assert "rc=1" in p.stdout, p.stdout + p.stderr
+    assert "gave up after 1s" in p.stderr, p.stderr
+    assert "ISTIO" not in p.stdout
+
+
+# ---- point 9: backends --------------------------------------------------------------------------
+
+@test
+def restore_backend_gives_the_same_tables_and_is_idempotent():
+    bad = []
+    for name in ["sidecar-dns-dual-stack", "sidecar-tproxy", "capture-all-dns-1.24", "istio-outbound-owner-groups"]:
+        args, env = scenario(name)
+        ours = ns(f"{tool(args, '--backend', 'restore')} 2>/dev/null && {tool(args, '--backend', 'restore')} 2>{WORK}/log && "
+                  f"{{ {SAVE}; }}", env).stdout
+        ref = "=====".join(restored_state(args, env).split("=====")[:2])
+        if ours.strip() != ref.strip():
+            bad.append(name)
+        if "nothing to change" not in open(os.path.join(WORK, "log")).read():
+            bad.append(name + " (second run changed something)")
+    assert not bad, bad
+
+
+@test
+def auto_backend_follows_iptables_nft_and_creates_no_legacy_table():
+    args, env = scenario("sidecar-dns")
+    p = ns(f"iptables-nft -t filter -A INPUT -s 203.0.113.9 -j DROP && {tool(args)} && {{ iptables-nft-save | grep -v '^#' || true; }}; "
+           f"echo legacy:; cat /proc/net/ip_tables_names; echo cleanup:; {tool(args, 'cleanup')} && "
+           "{ iptables-nft-save | grep -v '^#' || true; }", env)
+    assert "iptables-nft-restore" in p.stderr, p.stderr
+    applied, rest = p.stdout.split("legacy:")
+    legacy, cleaned = rest.split("cleanup:")
+    assert "-A ISTIO_OUTPUT" in applied and "-A INPUT -s 203.0.113.9/32 -j DROP" in applied, applied
+    assert not re.search(r"^(nat|raw)$", legacy, re.M), "legacy tables were created"
+    assert "ISTIO" not in cleaned and "-A INPUT -s 203.0.113.9/32 -j DROP" in cleaned, cleaned
+
+
+@test
+def auto_backend_uses_libiptc_in_a_fresh_namespace():
+    args, env = scenario("sidecar-dns")
+    p = ns(f"{tool(args)}", env)
+    assert "libiptc" in p.stderr, p.stderr
+
+
+# ---- point 10: routes and the passthrough address ---------------------------------------------
+
+@test
+def tproxy_routes_and_ipv6_passthrough_address():
+    args, env = scenario("sidecar-tproxy")
+    p = ns(f"{tool(args)} 2>/dev/null && {tool(args)} 2>/dev/null && ip rule; echo ==; ip -6 rule; echo ==; "
+           "ip route show table 133; ip -6 route show table 133; echo ==; ip -6 addr show dev lo", env)
+    rules4, rules6, routes, addrs = p.stdout.split("==")
+    assert rules4.count("fwmark 0x539 lookup 133") == 1, rules4
+    assert rules6.count("fwmark 0x539 lookup 133") == 1, rules6
+    assert "local default dev lo" in routes and routes.count("local default dev lo") == 2, routes
+    assert "inet6 ::6/128" in addrs, addrs
+
+
+# ---- point 11: errors ----------------------------------------------------------------------------
+
+@test
+def errors_name_the_cause_and_leave_nothing_half_done():
+    args, env = scenario("sidecar-dns")
+    open(LOCK, "a").close()
+    os.chmod(LOCK, 0o666)  # so that the unprivileged run gets as far as the kernel
+    os.chmod(WORK, 0o755)
+    p = ns(f"setpriv --reuid=65534 --regid=65534 --clear-groups {tool(args)}", env, check=False)
+    assert p.returncode == 1, p.stderr
+    assert "permission denied" in p.stderr and "CAP_NET_ADMIN" in p.stderr, p.stderr
+    p = ns(f"{tool(args, '--network-namespace', '/nonexistent/ns')}", env, check=False)
+    assert p.returncode == 1 and "cannot open network namespace /nonexistent/ns" in p.stderr, p.stderr
+    # A group that does not resolve: refused before any table is written.
+    p = ns(f"{tool(args)} ; echo rc=$?; {SAVE}", {**env, "ISTIO_OUTBOUND_OWNER_GROUPS": "nosuchgroup"}, check=False)
+    assert "rc=1" in p.stdout and "group nosuchgroup is not in /etc/group" in p.stderr, p.stdout + p.stderr
+    assert "ISTIO" not in p.stdout
+
+
+failed = [r for r in results if r[1]]
+print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+shutil.rmtree(WORK, ignore_errors=True)
+sys.exit(1 if failed else 0)

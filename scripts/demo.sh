@@ -12,5 +12,6 @@ tool=$PWD/build/release/cli/istio-iptables
 args=(-p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
       --log_output_level=default:info --compat 1.24 --ipv6 off --dns-servers 10.96.0.10)
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-$sudo env ISTIO_META_DNS_CAPTURE=true unshare -n sh -c '
-  "$@" --dry-run | iptables-legacy-restore --noflush && iptables-legacy -t nat -nvL' sh "$tool" "${args[@]}"
+# The tool applies the rules itself (libiptc, in-process), then iptables lists them.
+$sudo env ISTIO_META_DNS_CAPTURE=true XTABLES_LOCKFILE=/tmp/istio-iptables-demo.lock unshare -n sh -c '
+  ip link set lo up && "$@" && iptables-legacy -t nat -nvL' sh "$tool" "${args[@]}"

@@ -1,0 +1,145 @@
+// The apply sequence (read, decide, commit, roll back) against an in-memory store.
+#include <catch2/catch.hpp>
+
+#include "core/apply.h"
+#include "core/planner.h"
+#include "memory_store.h"
+
+using namespace istio_iptables;
+using namespace istio_iptables::testing;
+
+namespace {
+Config sidecar(bool ipv6, bool dns) {
+  Config c;
+  c.proxy_uids = {1337};
+  c.proxy_gids = {1337};
+  c.outbound_include.wildcard = true;
+  c.inbound_ports.wildcard = true;
+  c.enable_ipv6 = ipv6;
+  c.redirect_dns = dns;
+  c.dns_servers_v4 = {*parse_address("10.96.0.10")};
+  return c;
+}
+
+std::map<std::pair<Family, Table>, std::vector<std::string>> everything(MemoryStore& s) {
+  std::map<std::pair<Family, Table>, std::vector<std::string>> out;
+  for (auto& [key, snap] : s.tables)
+    for (auto& c : snap.chains) {
+      out[key].push_back(":" + c.name);
+      for (auto& r : c.rules) out[key].push_back(r.blob);
+    }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("apply: a fresh namespace gets every table of the plan, in one commit each") {
+  MemoryStore store;
+  auto r = apply_plan(store, plan(sidecar(true, true)));
+  REQUIRE(r);
+  // raw is used by both families: the proxy's DNS conntrack zones are family-independent.
+  CHECK(r.value().committed == std::vector<std::string>{"IPv4 nat", "IPv4 raw", "IPv6 nat", "IPv6 raw"});
+  CHECK(store.commits == 4);
+  CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT") == std::vector<std::string>{"-j ISTIO_OUTPUT"});
+}
+
+TEST_CASE("apply: applying the same plan again commits nothing") {
+  MemoryStore store;
+  REQUIRE(apply_plan(store, plan(sidecar(true, true))));
+  int commits = store.commits;
+  auto again = apply_plan(store, plan(sidecar(true, true)));
+  REQUIRE(again);
+  CHECK(again.value().committed.empty());
+  CHECK(store.commits == commits);
+}
+
+TEST_CASE("apply: foreign rules keep their places; ours go where iptables-restore --noflush puts them") {
+  MemoryStore store;
+  store.add_foreign(Family::V4, Table::Nat, "PREROUTING", "-s 198.51.100.0/24 -j ACCEPT");
+  store.add_foreign(Family::V4, Table::Nat, "OUTPUT", "-j KUBE-SERVICES");
+  Config c = sidecar(false, false);
+  c.kube_virt_interfaces = {"vnet0"};
+  REQUIRE(apply_plan(store, plan(c)));
+  // -I PREROUTING 1 goes first, the -A PREROUTING jump last; the foreign rule stays between.
+  CHECK(store.chain(Family::V4, Table::Nat, "PREROUTING") ==
+        std::vector<std::string>{"-i vnet0 -j ISTIO_REDIRECT", "-i vnet0 -j RETURN", "-s 198.51.100.0/24 -j ACCEPT",
+                                 "-p tcp -j ISTIO_INBOUND"});
+  CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT") == std::vector<std::string>{"-j KUBE-SERVICES", "-j ISTIO_OUTPUT"});
+}
+
+TEST_CASE("apply: a new configuration replaces ours, chains of the old one included") {
+  MemoryStore store;
+  Config a = sidecar(false, true);
+  a.mode = InterceptionMode::Tproxy;
+  a.exclude_interfaces = {"eth9"};
+  REQUIRE(apply_plan(store, plan(a)));
+  REQUIRE_FALSE(store.chain(Family::V4, Table::Mangle, "ISTIO_TPROXY").empty());
+  MemoryStore fresh;
+  REQUIRE(apply_plan(store, plan(sidecar(false, false))));
+  REQUIRE(apply_plan(fresh, plan(sidecar(false, false))));
+  auto got = everything(store);
+  // The mangle and raw tables are left with empty built-in chains only.
+  for (Table t : {Table::Mangle, Table::Raw})
+    for (const auto& line : got[{Family::V4, t}]) CHECK(line[0] == ':');
+  CHECK(got[{Family::V4, Table::Nat}] == everything(fresh)[{Family::V4, Table::Nat}]);
+}
+
+TEST_CASE("apply: when a later commit fails, the tables already committed are put back") {
+  MemoryStore store;
+  store.add_foreign(Family::V4, Table::Nat, "POSTROUTING", "-o eth0 -j ACCEPT");
+  REQUIRE(apply_plan(store, plan(sidecar(true, false))));
+  auto before = everything(store);
+  store.fail_commits.insert({Family::V6, Table::Nat});
+  auto r = apply_plan(store, plan(sidecar(true, true)));  // would write IPv4 nat, IPv4 raw, then fail on IPv6 nat
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::Contains("injected failure"));
+  CHECK_THAT(r.error().message, Catch::Contains("put back as they were"));
+  auto after = everything(store);
+  // IPv4 raw did not exist before; it is left with empty built-in chains.
+  after.erase({Family::V4, Table::Raw});
+  CHECK(after == before);
+}
+
+TEST_CASE("apply: when the first commit fails, nothing was changed") {
+  MemoryStore store;
+  store.fail_commits.insert({Family::V4, Table::Nat});
+  auto r = apply_plan(store, plan(sidecar(false, false)));
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::Contains("nothing had been changed"));
+  CHECK(store.commits == 0);
+}
+
+TEST_CASE("cleanup: removes our chains and rules of any configuration and keeps the foreign ones") {
+  MemoryStore store;
+  store.add_foreign(Family::V4, Table::Nat, "OUTPUT", "-j KUBE-SERVICES");
+  store.add_foreign(Family::V4, Table::Mangle, "OUTPUT", "-p tcp -o lo -m mark --mark 7 -j ACCEPT");
+  Config c = sidecar(true, true);
+  c.mode = InterceptionMode::Tproxy;
+  c.drop_invalid = true;
+  c.exclude_interfaces = {"eth9"};
+  REQUIRE(apply_plan(store, plan(c)));
+  REQUIRE(cleanup(store));
+  for (auto& [key, lines] : everything(store))
+    for (const auto& line : lines) CHECK(line.find("ISTIO") == std::string::npos);
+  CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT") == std::vector<std::string>{"-j KUBE-SERVICES"});
+  CHECK(store.chain(Family::V4, Table::Mangle, "OUTPUT") == std::vector<std::string>{"-p tcp -o lo -m mark --mark 7 -j ACCEPT"});
+  CHECK(store.chain(Family::V4, Table::Mangle, "PREROUTING").empty());  // CONNMARK and -i eth9 RETURN gone
+}
+
+TEST_CASE("check: reports missing, extra and misplaced rules by family, table and chain") {
+  MemoryStore store;
+  REQUIRE(apply_plan(store, plan(sidecar(false, false))));
+  auto same = check(store, plan(sidecar(false, false)));
+  REQUIRE(same);
+  CHECK(same.value().empty());
+  auto& out = store.tables[{Family::V4, Table::Nat}];
+  for (auto& c : out.chains)
+    if (c.name == "ISTIO_OUTPUT") {
+      c.rules.pop_back();  // "-j ISTIO_REDIRECT"
+      c.rules.push_back(InstalledRule{"-p tcp --dport 7 -j RETURN", "-p tcp --dport 7 -j RETURN", parse_rule_spec("-p tcp --dport 7 -j RETURN")});
+    }
+  auto diff = check(store, plan(sidecar(false, false)));
+  REQUIRE(diff);
+  auto text = format_differences(diff.value());
+  CHECK_THAT(text, Catch::Contains("IPv4 nat ISTIO_OUTPUT: missing: -j ISTIO_REDIRECT"));
+  CHECK_THAT(text, Catch::Contains("IPv4 nat ISTIO_OUTPUT: extra: -p tcp --dport 7 -j RETURN"));
+}

@@ -43,7 +43,7 @@ class MemoryStore : public NetfilterStore {
         chain = &now.chains.back();
       }
       chain->rules.clear();
-      for (const auto& blob : c.blobs) chain->rules.push_back(InstalledRule{blob, blob, parse(blob)});
+      for (const auto* blob : c.blobs) chain->rules.push_back(InstalledRule{*blob, *blob, parse(*blob)});
     }
     for (const auto& name : write.value()->delete_chains)
       now.chains.erase(std::remove_if(now.chains.begin(), now.chains.end(),

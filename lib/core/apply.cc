@@ -23,6 +23,7 @@ Result<std::vector<Job>> prepare(NetfilterStore& store, const Plan* plan) {
       bool used = rs && rs->uses_table(t);
       if (!used && !store.table_exists(f, t)) continue;
       Job job{f, t, {}};
+      if (used) job.ops.reserve(rs->ops.size());
       if (used)
         for (const auto& op : rs->ops) {
           if (op.table != t) continue;

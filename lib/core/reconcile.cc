@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdint>
 
 #include "core/constants.h"
 #include "core/restore_text.h"
@@ -119,52 +120,59 @@ bool is_owned_rule(Table table, const InstalledChain& chain, const InstalledRule
 DesiredTable desired_table(const Snapshot& current, const std::vector<EncodedOp>& ops) {
   const Table table = current.table;
   DesiredTable out;
+  out.chains.reserve(current.chains.size() + 8);
   for (const auto& c : current.chains) {
     if (is_owned_chain(c.name)) continue;
-    InstalledChain kept{c.name, c.builtin, {}};
+    DesiredChain kept{c.name, c.builtin, c.opaque, {}};
+    kept.rules.reserve(c.rules.size());
     for (const auto& r : c.rules)
-      if (!is_owned_rule(table, c, r)) kept.rules.push_back(r);
+      if (!is_owned_rule(table, c, r)) kept.rules.push_back(&r);
     out.chains.push_back(std::move(kept));
   }
-  auto chain_ref = [&](const std::string& name) -> InstalledChain& {
-    for (auto& c : out.chains)
-      if (c.name == name) return c;
+  auto chain_index = [&](const std::string& name) -> std::size_t {
+    for (std::size_t i = 0; i < out.chains.size(); ++i)
+      if (out.chains[i].name == name) return i;
     assert(is_owned_chain(name));  // built-in chains are always in a snapshot
-    out.chains.push_back(InstalledChain{name, false, {}});
-    return out.chains.back();
+    out.chains.push_back(DesiredChain{name, false, false, {}});
+    return out.chains.size() - 1;
   };
+  std::size_t last = SIZE_MAX;  // ops come in runs on one chain: remember the last one
   for (const auto& op : ops) {
-    InstalledChain& chain = chain_ref(op.chain);
+    std::size_t i = last < out.chains.size() && out.chains[last].name == op.chain ? last : chain_index(op.chain);
+    last = i;
+    auto& rules = out.chains[i].rules;
     if (op.insert_position) {
-      std::size_t pos = std::min<std::size_t>(*op.insert_position - 1, chain.rules.size());
-      chain.rules.insert(chain.rules.begin() + static_cast<std::ptrdiff_t>(pos), op.rule);
+      std::size_t pos = std::min<std::size_t>(*op.insert_position - 1, rules.size());
+      rules.insert(rules.begin() + static_cast<std::ptrdiff_t>(pos), &op.rule);
     } else {
-      chain.rules.push_back(op.rule);
+      rules.push_back(&op.rule);
     }
     if (op.rule.rule)
-      if (auto target = jump_chain(*op.rule.rule)) chain_ref(*target);
+      if (auto target = jump_chain(*op.rule.rule)) chain_index(*target);
   }
   return out;
 }
 
 namespace {
-bool same_rules(const std::vector<InstalledRule>& a, const std::vector<InstalledRule>& b) {
+bool same_rules(const std::vector<InstalledRule>& a, const std::vector<const InstalledRule*>& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](const InstalledRule& x, const InstalledRule& y) { return x.identity == y.identity; });
+                    [](const InstalledRule& x, const InstalledRule* y) { return x.id() == y->id(); });
 }
 
-std::optional<TableWrite> write_towards(const Snapshot& current, const std::vector<InstalledChain>& wanted) {
+std::optional<TableWrite> write_towards(const Snapshot& current, const std::vector<DesiredChain>& wanted) {
   TableWrite w;
   for (const auto& c : wanted) {
+    if (c.opaque) continue;  // unread, untouched
     const InstalledChain* now = current.find(c.name);
     if (now && same_rules(now->rules, c.rules)) continue;
     TableWrite::Chain chain{c.name, {}};
-    for (const auto& r : c.rules) chain.blobs.push_back(r.blob);
+    chain.blobs.reserve(c.rules.size());
+    for (const auto* r : c.rules) chain.blobs.push_back(&r->blob);
     w.chains.push_back(std::move(chain));
   }
   for (const auto& c : current.chains) {
     if (c.builtin) continue;
-    bool kept = std::any_of(wanted.begin(), wanted.end(), [&](const InstalledChain& x) { return x.name == c.name; });
+    bool kept = std::any_of(wanted.begin(), wanted.end(), [&](const DesiredChain& x) { return x.name == c.name; });
     if (!kept) w.delete_chains.push_back(c.name);
   }
   if (w.chains.empty() && w.delete_chains.empty()) return std::nullopt;
@@ -177,7 +185,13 @@ std::optional<TableWrite> write_for(const Snapshot& current, const DesiredTable&
 }
 
 std::optional<TableWrite> restore_write(const Snapshot& current, const Snapshot& original) {
-  return write_towards(current, original.chains);
+  std::vector<DesiredChain> wanted;
+  for (const auto& c : original.chains) {
+    DesiredChain d{c.name, c.builtin, c.opaque, {}};
+    for (const auto& r : c.rules) d.rules.push_back(&r);
+    wanted.push_back(std::move(d));
+  }
+  return write_towards(current, wanted);
 }
 
 namespace {
@@ -192,10 +206,10 @@ void diff_sequences(const std::string& chain, const std::vector<const InstalledR
   std::vector<std::vector<unsigned>> lcs(n + 1, std::vector<unsigned>(m + 1, 0));
   for (std::size_t i = n; i-- > 0;)
     for (std::size_t j = m; j-- > 0;)
-      lcs[i][j] = have[i]->identity == want[j]->identity ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
+      lcs[i][j] = have[i]->id() == want[j]->id() ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
   std::size_t i = 0, j = 0;
   while (i < n || j < m) {
-    if (i < n && j < m && have[i]->identity == want[j]->identity) {
+    if (i < n && j < m && have[i]->id() == want[j]->id()) {
       ++i;
       ++j;
     } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
@@ -216,14 +230,22 @@ std::vector<Difference> differences(const Snapshot& current, const DesiredTable&
       if (is_owned_rule(table, c, r)) v.push_back(&r);
     return v;
   };
+  auto ours_wanted = [&](const DesiredChain& c) {
+    InstalledChain shape{c.name, c.builtin, {}, c.opaque};
+    std::vector<const InstalledRule*> v;
+    for (const auto* r : c.rules)
+      if (is_owned_rule(table, shape, *r)) v.push_back(r);
+    return v;
+  };
   for (const auto& want : desired.chains) {
+    if (want.opaque) continue;
     const InstalledChain* have = current.find(want.name);
     if (!have) {
-      for (const auto& r : want.rules) out.push_back({Difference::Missing, want.name, describe(r)});
+      for (const auto* r : want.rules) out.push_back({Difference::Missing, want.name, describe(*r)});
       continue;
     }
     auto have_ours = ours(*have);
-    auto want_ours = ours(want);
+    auto want_ours = ours_wanted(want);
     std::size_t before = out.size();
     diff_sequences(want.name, have_ours, want_ours, out);
     if (out.size() == before && !same_rules(have->rules, want.rules))
@@ -231,7 +253,7 @@ std::vector<Difference> differences(const Snapshot& current, const DesiredTable&
   }
   for (const auto& c : current.chains)
     if (is_owned_chain(c.name) && std::none_of(desired.chains.begin(), desired.chains.end(),
-                                               [&](const InstalledChain& x) { return x.name == c.name; }))
+                                               [&](const DesiredChain& x) { return x.name == c.name; }))
       for (const auto& r : c.rules.empty() ? std::vector<InstalledRule>{InstalledRule{"", "", std::nullopt}} : c.rules)
         out.push_back({Difference::Extra, c.name, r.rule ? rule_spec(*r.rule) : "(the chain itself)"});
   return out;

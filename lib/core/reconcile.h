@@ -33,9 +33,18 @@ struct EncodedOp {
   InstalledRule rule;
 };
 
-/// The table as it should be: every chain's rules in order, and our user chains in order.
+/// A chain as it should be. The rules point into the snapshot and the encoded ops it was made
+/// from (no copies: a plan can hold thousands of rules), so it lives no longer than they do.
+struct DesiredChain {
+  std::string name;
+  bool builtin = false;
+  bool opaque = false;
+  std::vector<const InstalledRule*> rules;
+};
+
+/// The table as it should be: every non-owned chain of the snapshot, then our chains in order.
 struct DesiredTable {
-  std::vector<InstalledChain> chains;  // every non-owned chain of `current`, then our chains
+  std::vector<DesiredChain> chains;
 };
 
 /// Replaces our rules in `current` with the plan's (no ops: removes all of ours).

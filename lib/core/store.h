@@ -21,14 +21,19 @@ namespace istio_iptables {
 /// One installed rule.
 struct InstalledRule {
   std::string blob;               ///< what the store needs to install this rule again, as it was
-  std::string identity;           ///< equal identities = the same rule to the kernel
+  std::string identity;           ///< equal identities = the same rule to the kernel; empty: the blob
   std::optional<Rule> rule;       ///< decoded, when every part of it is in our model
+
+  const std::string& id() const { return identity.empty() ? blob : identity; }
 };
 
 struct InstalledChain {
   std::string name;
   bool builtin = false;
   std::vector<InstalledRule> rules;
+  /// A foreign user chain the store did not read rule by rule because nothing in it is ours
+  /// (no jump to an ISTIO_* chain): it is kept as it is and never written.
+  bool opaque = false;
 };
 
 /// One table as read in one snapshot.
@@ -40,11 +45,13 @@ struct Snapshot {
 };
 
 /// What to write to one table in one commit: chains to (re)write completely, in this order
-/// (created when missing), and user chains to delete afterwards.
+/// (created when missing), and user chains to delete afterwards. The blobs point into the
+/// snapshot and the encoded rules the write was computed from (valid while they live: within
+/// one transact call).
 struct TableWrite {
   struct Chain {
     std::string name;
-    std::vector<std::string> blobs;
+    std::vector<const std::string*> blobs;
   };
   std::vector<Chain> chains;
   std::vector<std::string> delete_chains;

@@ -16,12 +16,15 @@ extern "C" {
 
 #include <sys/stat.h>
 
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <mutex>
 
 #include <fmt/format.h>
+
+#include "core/reconcile.h"
 
 namespace istio_iptables {
 namespace {
@@ -153,6 +156,17 @@ Snapshot read_handle(Family f, Table t, xtc_handle* h) {
   for (const char* c = a.first_chain(h); c; c = a.next_chain(h)) names.emplace_back(c);
   for (const auto& name : names) {
     InstalledChain chain{name, a.builtin(name.c_str(), h) != 0, {}};
+    if (!chain.builtin && !is_owned_chain(name)) {
+      // A foreign user chain (kube-proxy's thousands of rules): read it only if it jumps to us.
+      bool jumps_to_us = false;
+      for (const void* e = a.first_rule(name.c_str(), h); e && !jumps_to_us; e = a.next_rule(e, h))
+        jumps_to_us = is_owned_chain(a.get_target(e, h));
+      if (!jumps_to_us) {
+        chain.opaque = true;
+        s.chains.push_back(std::move(chain));
+        continue;
+      }
+    }
     for (const void* e = a.first_rule(name.c_str(), h); e; e = a.next_rule(e, h)) {
       InstalledRule r;
       r.blob = blob_from_kernel(f, e, a.get_target(e, h));
@@ -181,9 +195,10 @@ Status stage(Family f, Table t, xtc_handle* h, const TableWrite& w) {
   }
   for (const auto& name : w.delete_chains)
     if (!a.flush(name.c_str(), h)) return fail("flush", name);
+  std::string entry;  // one buffer for every rule: libiptc copies what it is given
   for (const auto& c : w.chains)
-    for (const auto& blob : c.blobs) {
-      std::string entry = entry_for_append(f, blob);
+    for (const auto* blob : c.blobs) {
+      entry_for_append(f, *blob, entry);
       if (!a.append(c.name.c_str(), entry.data(), h)) return fail("append a rule to", c.name);
     }
   for (const auto& name : w.delete_chains)
@@ -212,7 +227,9 @@ Result<InstalledRule> LibiptcStore::encode(Family family, Table, const Rule& rul
   if (!blob) return Error{blob.error().message};
   InstalledRule r;
   r.blob = std::move(blob).value();
-  r.identity = entry_identity(family, r.blob);
+  // An encoded entry is already normal (no counters, no padding, no verdict): its identity is
+  // the blob itself, left empty to save a copy per rule.
+  assert(r.blob == entry_identity(family, r.blob));
   r.rule = rule;
   return r;
 }

@@ -80,7 +80,8 @@ Result<bool> RestoreStore::transact(Family family, Table table,
   }
   for (const auto& name : w.delete_chains) text += fmt::format("-F {}\n", name);
   for (const auto& c : w.chains)
-    for (const auto& blob : c.blobs) {
+    for (const auto* blob_ptr : c.blobs) {
+      const std::string& blob = *blob_ptr;
       if (!blob.empty() && blob[0] == '[') {
         auto close = blob.find(']');
         text += fmt::format("{} -A {} {}\n", blob.substr(0, close + 1), c.name, blob.substr(close + 2));

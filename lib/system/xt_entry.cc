@@ -138,7 +138,7 @@ std::optional<std::string> get_iface(const char* name) {
 // A growing entry: header, matches, target.
 class EntryBuilder {
  public:
-  explicit EntryBuilder(std::size_t header) : bytes_(header, 0) {}
+  explicit EntryBuilder(std::size_t header) : bytes_(header, 0) { bytes_.reserve(512); }
   template <typename Payload>
   Payload& add_match(const char* name, std::uint8_t revision) {
     return add<Payload, xt_entry_match>(name, revision, true);
@@ -516,19 +516,17 @@ std::string blob_from_kernel(Family family, const void* entry, const char* label
   return blob;
 }
 
-std::string entry_for_append(Family family, const std::string& blob) {
+void entry_for_append(Family family, const std::string& blob, std::string& entry) {
   std::size_t size = family == Family::V4 ? reinterpret_cast<const ipt_entry*>(blob.data())->next_offset
                                           : reinterpret_cast<const ip6t_entry*>(blob.data())->next_offset;
   std::size_t target_offset = family == Family::V4 ? reinterpret_cast<const ipt_entry*>(blob.data())->target_offset
                                                    : reinterpret_cast<const ip6t_entry*>(blob.data())->target_offset;
-  std::string entry = blob.substr(0, size);
-  std::string label = blob.substr(size);
-  if (!label.empty()) {
+  entry.assign(blob, 0, size);
+  if (blob.size() > size) {  // a label follows the entry
     auto* t = reinterpret_cast<xt_entry_target*>(entry.data() + target_offset);
     std::memset(t->u.user.name, 0, sizeof t->u.user.name);
-    std::memcpy(t->u.user.name, label.data(), std::min(label.size(), sizeof t->u.user.name - 1));
+    std::memcpy(t->u.user.name, blob.data() + size, std::min(blob.size() - size, sizeof t->u.user.name - 1));
   }
-  return entry;
 }
 
 }  // namespace istio_iptables

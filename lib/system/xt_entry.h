@@ -52,7 +52,7 @@ std::optional<Rule> decode_entry(Family family, const std::string& blob);
 /// The blob of an entry read through libiptc; `label` is iptc_get_target's answer.
 std::string blob_from_kernel(Family family, const void* entry, const char* label);
 
-/// The entry of a blob, ready for iptc_append_entry (the label written into the name).
-std::string entry_for_append(Family family, const std::string& blob);
+/// The entry of a blob, ready for iptc_append_entry (the label written into the name), in `out`.
+void entry_for_append(Family family, const std::string& blob, std::string& out);
 
 }  // namespace istio_iptables

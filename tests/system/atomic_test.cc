@@ -28,19 +28,21 @@ class SabotagedStore : public NetfilterStore {
       if (!w || !w.value()) return w;
       auto poison = real_.encode(f, Table::Mangle, Rule{{ProtocolMatch{Protocol::Tcp, false}}, TproxyTarget{1, 1, 1}});
       REQUIRE(poison);
+      poison_ = poison.value().blob;
       bool added = false;
       for (auto& c : w.value()->chains)
         if (c.name == "PREROUTING") {
-          c.blobs.push_back(poison.value().blob);
+          c.blobs.push_back(&poison_);
           added = true;
         }
-      if (!added) w.value()->chains.push_back(TableWrite::Chain{"PREROUTING", {poison.value().blob}});
+      if (!added) w.value()->chains.push_back(TableWrite::Chain{"PREROUTING", {&poison_}});
       return w;
     });
   }
 
  private:
   NetfilterStore& real_;
+  std::string poison_;
   Family family_;
   Table table_;
 };
@@ -70,7 +72,7 @@ std::map<std::string, std::vector<std::string>> state(NetfilterStore& store) {
       REQUIRE(snap);
       for (const auto& c : snap.value().chains) {
         auto& rules = out[std::string(family_name(f)) + " " + table_name(t) + " " + c.name];
-        for (const auto& r : c.rules) rules.push_back(r.identity);
+        for (const auto& r : c.rules) rules.push_back(r.id());
       }
     }
   return out;

@@ -34,6 +34,13 @@ class MemoryStore : public NetfilterStore {
     if (!write) return Error{write.error().message};
     if (!write.value()) return false;
     if (fail_commits.count({f, t})) return Error{std::string("cannot commit ") + table_name(t) + ": injected failure"};
+    // The write points into `now`'s rules: build every new chain before changing any.
+    std::vector<std::vector<InstalledRule>> contents;
+    for (const auto& c : write.value()->chains) {
+      contents.emplace_back();
+      for (const auto* blob : c.blobs) contents.back().push_back(InstalledRule{*blob, *blob, parse(*blob)});
+    }
+    std::size_t k = 0;
     for (const auto& c : write.value()->chains) {
       InstalledChain* chain = nullptr;
       for (auto& existing : now.chains)
@@ -42,8 +49,7 @@ class MemoryStore : public NetfilterStore {
         now.chains.push_back(InstalledChain{c.name, false, {}});
         chain = &now.chains.back();
       }
-      chain->rules.clear();
-      for (const auto* blob : c.blobs) chain->rules.push_back(InstalledRule{*blob, *blob, parse(*blob)});
+      chain->rules = std::move(contents[k++]);
     }
     for (const auto& name : write.value()->delete_chains)
       now.chains.erase(std::remove_if(now.chains.begin(), now.chains.end(),

@@ -247,7 +247,8 @@ Result<bool> LibiptcStore::transact(Family family, Table table,
   for (int attempt = 0;; ++attempt) {
     auto h = open_handle(family, table, retries_);
     if (!h) return Error{h.error().message};
-    auto write = decide(read_handle(family, table, h.value().get()));
+    const Snapshot snapshot = read_handle(family, table, h.value().get());  // the write points into it
+    auto write = decide(snapshot);
     if (!write) return Error{write.error().message};
     if (!write.value()) return attempt > 0;  // nothing to do (after a failed commit: it went live)
     auto staged = stage(family, table, h.value().get(), *write.value());
@@ -261,7 +262,8 @@ Result<bool> LibiptcStore::transact(Family family, Table table,
     // Any other failure leaves the state unknown: read again; if the table is as wanted, done.
     auto again = open_handle(family, table, retries_);
     if (!again) return Error{again.error().message};
-    auto check = decide(read_handle(family, table, again.value().get()));
+    const Snapshot reread = read_handle(family, table, again.value().get());
+    auto check = decide(reread);
     if (check && !check.value()) return true;
     return Error{commit_error(family, table, e)};
   }

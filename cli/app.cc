@@ -175,6 +175,39 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
   return exit_code::kOk;
 }
 
+// Istio's validation probe: exit 126 when the capture does not work.
+int validate(const Settings& settings, Platform& platform, std::ostream& err) {
+  if (!settings.run.network_namespace.empty() && settings.run.skip_rule_apply) {
+    auto entered = platform.enter_network_namespace(settings.run.network_namespace);
+    if (!entered) {
+      err << "error: " << entered.error().message << "\n";
+      return exit_code::kValidationFailed;
+    }
+  }
+  ValidationRequest request;
+  // Istio probes over IPv6 when the pod's first address (HostIP) is IPv6: with IPv6 on and not
+  // dual stack (a dual-stack pod's first address is its IPv4 one).
+  request.ipv6 = settings.config.enable_ipv6 && !settings.dual_stack;
+  request.outbound_port = settings.config.proxy_port;
+  request.inbound_port = settings.config.inbound_capture_port;
+  request.probe_port = settings.run.probe_port;
+  request.timeout_ms = settings.run.probe_timeout_ms;
+  std::string log;
+  auto r = platform.validate(request, log);
+  err << log;
+  if (!r) {
+    err << "error: iptables validation failed; workload is not ready for Istio.\n"
+        << "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
+        << "If installed with 'cni.repair.deletePods=true', this pod should automatically be deleted "
+           "and retry.\nOtherwise, this pod will need to be manually removed so that it is scheduled on "
+           "a node with istio-cni running, allowing iptables rules to be established.\n"
+        << "cause: " << r.error().message << "\n";
+    return exit_code::kValidationFailed;
+  }
+  err << "info\tValidation passed, iptables rules established\n";
+  return exit_code::kOk;
+}
+
 }  // namespace
 
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err) {
@@ -238,9 +271,13 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     return exit_code::kOk;
   }
   if (command == "check" && !settings.run.against.empty()) return check_against_file(p, settings.run.against, *context.facts, out, err);
-  if (command == "apply" && settings.run.skip_rule_apply) return exit_code::kOk;
   if (command == "cleanup" || settings.run.cleanup_only) command = "cleanup";
-  return run_on_machine(command, settings, p, *context.platform, out, err);
+  if (!(command == "apply" && settings.run.skip_rule_apply)) {
+    int code = run_on_machine(command, settings, p, *context.platform, out, err);
+    if (code != exit_code::kOk || command != "apply") return code;
+  }
+  if (command == "apply" && settings.run.run_validation) return validate(settings, *context.platform, err);
+  return exit_code::kOk;
 }
 
 }  // namespace istio_iptables

@@ -259,6 +259,7 @@ class Builder {
         s_.warnings.push_back(fmt::format("{} was removed from Istio and is ignored", get(removed).source));
       }
     const bool dual_stack = boolean("dual-stack");
+    s_.dual_stack = dual_stack;
 
     proxy_ids();
     if (!errors_.messages.empty()) return errors_;  // the machine is asked only about valid input

@@ -66,6 +66,7 @@ struct RunOptions {
 struct Settings {
   Config config;
   RunOptions run;
+  bool dual_stack = false;  ///< --dual-stack: IPv6 detection, and which address the probe uses
   std::vector<std::string> warnings;  ///< things a user should know (removed flags, DNS disabled)
 };
 

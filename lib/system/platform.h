@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/result.h"
 #include "core/store.h"
+#include "system/validation.h"
 
 namespace istio_iptables {
 
@@ -47,6 +48,8 @@ class Platform {
   virtual Result<OpenedStore> open_store(const BackendRequest& request) = 0;
   /// ip rule / ip route / address on lo, through netlink. Existing entries are fine.
   virtual Status configure_routes(const RouteRequest& request) = 0;
+  /// Istio's validation probe; `log` collects what it saw.
+  virtual Status validate(const ValidationRequest& request, std::string& log) = 0;
 };
 
 }  // namespace istio_iptables

@@ -86,16 +86,20 @@ def istio_apply_script(v4, v6):
     return write("istio_apply.sh", "set -e\n" + "\n".join(cmds) + "\n")
 
 
-def check_commands(text, binary):
-    out, table = [], None
+def rule_ops(text):
+    """(table, chain, options) of every -A/-I line of a restore text."""
+    ops, table = [], None
     for line in text.splitlines():
         if line.startswith("* "):
             table = line[2:]
         elif line.startswith("-A ") or line.startswith("-I "):
             parts = line.split()
-            spec = parts[3:] if line.startswith("-I ") else parts[2:]
-            out.append(f"{binary} -t {table} -C {parts[1]} {' '.join(shlex.quote(p) for p in spec)}")
-    return out
+            ops.append((table, parts[1], parts[3:] if line.startswith("-I ") else parts[2:]))
+    return ops
+
+
+def check_commands(text, binary):
+    return [f"{binary} -t {table} -C {chain} {' '.join(shlex.quote(p) for p in spec)}" for table, chain, spec in rule_ops(text)]
 
 
 def istio_reapply_script(v4, v6):
@@ -111,14 +115,7 @@ def istio_cleanup_script(v4, v6):
     -X of each chain (section 4.4), every error ignored."""
     cmds = istio_detection()
     for text, b in ((v4, "iptables-nft"), (v6, "ip6tables-nft")):
-        ops, table = [], None
-        for line in text.splitlines():
-            if line.startswith("* "):
-                table = line[2:]
-            elif line.startswith("-A ") or line.startswith("-I "):
-                parts = line.split()
-                spec = parts[3:] if line.startswith("-I ") else parts[2:]
-                ops.append((table, parts[1], spec))
+        ops = rule_ops(text)
         chains = []
         for table, chain, spec in reversed(ops):
             target = spec[spec.index("-j") + 1] if "-j" in spec else ""

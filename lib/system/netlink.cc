@@ -56,6 +56,38 @@ int request(mnl_socket* s, nlmsghdr* nlh) {
 
 unsigned loopback_index() { return if_nametoindex("lo"); }
 
+constexpr std::uint16_t kCreate = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+constexpr std::uint16_t kDump = NLM_F_REQUEST | NLM_F_DUMP;
+
+// One request: its buffer, the netlink header, and the family-specific header after it.
+struct Message {
+  std::vector<char> storage = std::vector<char>(kBufferSize);
+  nlmsghdr* nlh;
+  Message(std::uint16_t type, std::uint16_t flags) : nlh(mnl_nlmsg_put_header(storage.data())) {
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = flags;
+    nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
+  }
+  template <typename Header>
+  Header* header() {
+    return static_cast<Header*>(mnl_nlmsg_put_extra_header(nlh, sizeof(Header)));
+  }
+};
+
+// Sends a dump request and runs `on_message` on every answer; returns the errno (0 = done).
+int dump(mnl_socket* s, Message& m, mnl_cb_t on_message, void* data) {
+  if (mnl_socket_sendto(s, m.nlh, m.nlh->nlmsg_len) < 0) return errno;
+  std::vector<char> buf(kBufferSize);
+  unsigned portid = mnl_socket_get_portid(s);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s, buf.data(), buf.size());
+    if (n < 0) return errno;
+    int r = mnl_cb_run(buf.data(), static_cast<size_t>(n), m.nlh->nlmsg_seq, portid, on_message, data);
+    if (r < 0) return errno;
+    if (r == MNL_CB_STOP) return 0;
+  }
+}
+
 }  // namespace
 
 Status add_ipv6_passthrough_address() {
@@ -63,13 +95,9 @@ Status add_ipv6_passthrough_address() {
   if (!s) return Error{s.error().message};
   unsigned lo = loopback_index();
   if (lo == 0) return Error{"cannot add ::6/128 to lo: no interface lo"};
-  std::vector<char> storage(kBufferSize);
-  char* buf = storage.data();
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWADDR;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
-  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  Message m(RTM_NEWADDR, kCreate);
+  nlmsghdr* nlh = m.nlh;
+  auto* ifa = m.header<ifaddrmsg>();
   ifa->ifa_family = AF_INET6;
   ifa->ifa_prefixlen = 128;
   ifa->ifa_scope = RT_SCOPE_UNIVERSE;
@@ -87,15 +115,8 @@ namespace {
 // Is there already a rule "fwmark MARK lookup TABLE"? The kernel's duplicate check compares the
 // priority too, and a rule added without one gets a new priority each time: look first.
 Result<bool> fwmark_rule_exists(mnl_socket* s, Family family, std::uint32_t mark, std::uint32_t table) {
-  std::vector<char> storage(kBufferSize);
-  char* buf = storage.data();
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETRULE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
-  auto* hdr = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
-  hdr->family = family == Family::V4 ? AF_INET : AF_INET6;
-  if (mnl_socket_sendto(s, nlh, nlh->nlmsg_len) < 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(errno))};
+  Message m(RTM_GETRULE, kDump);
+  m.header<fib_rule_hdr>()->family = family == Family::V4 ? AF_INET : AF_INET6;
   struct Want {
     std::uint32_t mark, table;
     bool found = false;
@@ -123,14 +144,9 @@ Result<bool> fwmark_rule_exists(mnl_socket* s, Family family, std::uint32_t mark
       w->found = true;
     return MNL_CB_OK;
   };
-  unsigned portid = mnl_socket_get_portid(s);
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(s, buf, storage.size());
-    if (n < 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(errno))};
-    int r = mnl_cb_run(buf, static_cast<size_t>(n), nlh->nlmsg_seq, portid, on_rule, &want);
-    if (r < 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(errno))};
-    if (r == MNL_CB_STOP) return want.found;
-  }
+  int e = dump(s, m, on_rule, &want);
+  if (e != 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(e))};
+  return want.found;
 }
 }  // namespace
 
@@ -140,13 +156,9 @@ Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
   auto exists = fwmark_rule_exists(s.value().get(), family, mark, table);
   if (!exists) return Error{exists.error().message};
   if (exists.value()) return ok_status();
-  std::vector<char> storage(kBufferSize);
-  char* buf = storage.data();
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWRULE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
-  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
-  auto* rule = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+  Message m(RTM_NEWRULE, kCreate);
+  nlmsghdr* nlh = m.nlh;
+  auto* rule = m.header<fib_rule_hdr>();
   rule->family = family == Family::V4 ? AF_INET : AF_INET6;
   rule->action = FR_ACT_TO_TBL;
   rule->table = static_cast<std::uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
@@ -163,13 +175,9 @@ Status add_local_default_route(Family family, std::uint32_t table) {
   if (!s) return Error{s.error().message};
   unsigned lo = loopback_index();
   if (lo == 0) return Error{"cannot add the TPROXY route: no interface lo"};
-  std::vector<char> storage(kBufferSize);
-  char* buf = storage.data();
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWROUTE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
-  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  Message m(RTM_NEWROUTE, kCreate);
+  nlmsghdr* nlh = m.nlh;
+  auto* rtm = m.header<rtmsg>();
   rtm->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
   rtm->rtm_dst_len = 0;
   rtm->rtm_table = static_cast<unsigned char>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
@@ -187,18 +195,11 @@ Status add_local_default_route(Family family, std::uint32_t table) {
 Result<std::vector<NftTable>> list_nft_tables() {
   auto s = open_socket(NETLINK_NETFILTER);
   if (!s) return Error{s.error().message};
-  std::vector<char> storage(kBufferSize);
-  char* buf = storage.data();
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = static_cast<unsigned>(time(nullptr));
-  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  Message m((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, kDump);
+  auto* nfg = m.header<nfgenmsg>();
   nfg->nfgen_family = NFPROTO_UNSPEC;
   nfg->version = NFNETLINK_V0;
   nfg->res_id = 0;
-  if (mnl_socket_sendto(s.value().get(), nlh, nlh->nlmsg_len) < 0)
-    return Error{fmt::format("cannot ask nf_tables for its tables: {}", std::strerror(errno))};
   std::vector<NftTable> tables;
   auto on_message = [](const nlmsghdr* msg, void* data) -> int {
     auto* out = static_cast<std::vector<NftTable>*>(data);
@@ -212,17 +213,9 @@ Result<std::vector<NftTable>> list_nft_tables() {
     out->push_back(std::move(t));
     return MNL_CB_OK;
   };
-  unsigned portid = mnl_socket_get_portid(s.value().get());
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(s.value().get(), buf, storage.size());
-    if (n < 0) return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(errno))};
-    int r = mnl_cb_run(buf, static_cast<size_t>(n), nlh->nlmsg_seq, portid, on_message, &tables);
-    if (r < 0) {
-      if (errno == EPROTONOSUPPORT || errno == ENOENT || errno == EOPNOTSUPP) return tables;  // no nf_tables
-      return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(errno))};
-    }
-    if (r == MNL_CB_STOP) return tables;
-  }
+  int e = dump(s.value().get(), m, on_message, &tables);
+  if (e == 0 || e == EPROTONOSUPPORT || e == ENOENT || e == EOPNOTSUPP) return tables;  // those: no nf_tables
+  return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(e))};
 }
 
 }  // namespace istio_iptables::netlink

@@ -3,6 +3,7 @@
 
 #include "core/apply.h"
 #include "core/planner.h"
+#include "fixtures.h"
 #include "memory_store.h"
 
 using namespace istio_iptables;
@@ -10,11 +11,7 @@ using namespace istio_iptables::testing;
 
 namespace {
 Config sidecar(bool ipv6, bool dns) {
-  Config c;
-  c.proxy_uids = {1337};
-  c.proxy_gids = {1337};
-  c.outbound_include.wildcard = true;
-  c.inbound_ports.wildcard = true;
+  Config c = injected_sidecar();
   c.enable_ipv6 = ipv6;
   c.redirect_dns = dns;
   c.dns_servers_v4 = {*parse_address("10.96.0.10")};

@@ -6,20 +6,12 @@
 
 #include "core/planner.h"
 #include "core/restore_text.h"
+#include "fixtures.h"
 
 using namespace istio_iptables;
+using istio_iptables::testing::injected_sidecar;
 
 namespace {
-
-Config injected_sidecar() {
-  Config c;
-  c.proxy_uids = {1337};
-  c.proxy_gids = {1337};
-  c.outbound_include.wildcard = true;
-  c.inbound_ports.wildcard = true;
-  c.inbound_ports_exclude = {15090, 15021, 15020};
-  return c;
-}
 
 std::vector<std::string> chain_rules(const Ruleset& rs, Table table, const std::string& chain) {
   std::vector<std::string> out;

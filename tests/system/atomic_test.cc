@@ -7,6 +7,7 @@
 #include "core/planner.h"
 #include "system/libiptc_store.h"
 #include "system/xt_entry.h"
+#include "fixtures.h"
 
 using namespace istio_iptables;
 
@@ -48,12 +49,7 @@ class SabotagedStore : public NetfilterStore {
 };
 
 Config sidecar(bool dns, bool tproxy) {
-  Config c;
-  c.proxy_uids = {1337};
-  c.proxy_gids = {1337};
-  c.outbound_include.wildcard = true;
-  c.inbound_ports.wildcard = true;
-  c.inbound_ports_exclude = {15090, 15021, 15020};
+  Config c = testing::injected_sidecar();
   c.enable_ipv6 = true;
   c.redirect_dns = dns;
   c.dns_servers_v4 = {*parse_address("192.0.2.53")};

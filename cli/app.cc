@@ -26,7 +26,8 @@ void make_app(CLI::App& app, std::map<std::string, std::string>& storage, std::m
     std::string names = fmt::format("--{}", spec.name);
     if (*spec.short_name != '\0') names += fmt::format(",-{}", spec.short_name);
     std::string help = spec.help;
-    if (*spec.env != '\0') help += fmt::format(" [env {}{}]", spec.env, *spec.env_alias ? fmt::format(", {}", spec.env_alias) : "");
+    if (*spec.env != '\0')
+      help += fmt::format(" [env {}{}]", spec.env, *spec.env_alias ? fmt::format(", {}", spec.env_alias) : "");
     auto& slot = storage[spec.name];
     auto* option = spec.kind == SettingKind::Bool ? app.add_flag(names, slot, help) : app.add_option(names, slot, help);
     option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // pflag: the last one given wins
@@ -55,7 +56,8 @@ std::vector<std::string> normalise(std::vector<std::string> args) {
 }
 
 // Compares the plan with a stored iptables-restore text (a golden file), without the kernel.
-int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out, std::ostream& err) {
+int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out,
+                       std::ostream& err) {
   auto text = facts.read_file(path);
   if (!text) {
     err << "error: --against: " << text.error().message << "\n";
@@ -87,8 +89,9 @@ int check_against_file(const Plan& p, const std::string& path, MachineFacts& fac
       if (used)
         for (const auto& op : rs->ops)
           if (op.table == t)
-            ops.push_back(EncodedOp{op.chain, op.insert_position,
-                                    InstalledRule{rule_spec(op.rule), rule_spec(canonical(op.rule, no_lookup)), op.rule}});
+            ops.push_back(
+                EncodedOp{op.chain, op.insert_position,
+                          InstalledRule{rule_spec(op.rule), rule_spec(canonical(op.rule, no_lookup)), op.rule}});
       auto diffs = differences(snap, desired_table(snap, ops));
       if (!diffs.empty()) all.push_back(TableDifferences{f, t, std::move(diffs)});
     }
@@ -113,7 +116,9 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
     }
   }
   BackendRequest request;
-  request.backend = run.backend == "libiptc" ? Backend::Libiptc : run.backend == "restore" ? Backend::Restore : Backend::Auto;
+  request.backend = run.backend == "libiptc"   ? Backend::Libiptc
+                    : run.backend == "restore" ? Backend::Restore
+                                               : Backend::Auto;
   request.force_binary = run.force_iptables_binary;
   request.wait_seconds = run.wait_seconds;
   auto opened = platform.open_store(request);
@@ -154,9 +159,11 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
     return exit_code::kFailure;
   }
   if (result.value().committed.empty())
-    err << "info\tnothing to change: the tables already hold " << (command == "cleanup" ? "none of our rules" : "the plan") << "\n";
+    err << "info\tnothing to change: the tables already hold "
+        << (command == "cleanup" ? "none of our rules" : "the plan") << "\n";
   else
-    err << "info\t" << (command == "cleanup" ? "cleaned up" : "applied") << ": " << fmt::format("{}", fmt::join(result.value().committed, ", ")) << "\n";
+    err << "info\t" << (command == "cleanup" ? "cleaned up" : "applied") << ": "
+        << fmt::format("{}", fmt::join(result.value().committed, ", ")) << "\n";
   if (command == "apply") {
     RouteRequest routes;
     routes.ipv6 = settings.config.enable_ipv6;
@@ -270,7 +277,8 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     out << dry_run_text(p);
     return exit_code::kOk;
   }
-  if (command == "check" && !settings.run.against.empty()) return check_against_file(p, settings.run.against, *context.facts, out, err);
+  if (command == "check" && !settings.run.against.empty())
+    return check_against_file(p, settings.run.against, *context.facts, out, err);
   if (command == "cleanup" || settings.run.cleanup_only) command = "cleanup";
   if (!(command == "apply" && settings.run.skip_rule_apply)) {
     int code = run_on_machine(command, settings, p, *context.platform, out, err);

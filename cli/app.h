@@ -18,8 +18,8 @@ namespace istio_iptables {
 /// Exit codes, in one place. Istio's where callers depend on them.
 namespace exit_code {
 inline constexpr int kOk = 0;
-inline constexpr int kFailure = 1;          ///< the machine refused or could not answer
-inline constexpr int kUsage = 2;            ///< bad flags, values or environment; nothing was done
+inline constexpr int kFailure = 1;             ///< the machine refused or could not answer
+inline constexpr int kUsage = 2;               ///< bad flags, values or environment; nothing was done
 inline constexpr int kValidationFailed = 126;  ///< Istio's: the validation probe failed
 }  // namespace exit_code
 

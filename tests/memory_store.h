@@ -52,9 +52,9 @@ class MemoryStore : public NetfilterStore {
       chain->rules = std::move(contents[k++]);
     }
     for (const auto& name : write.value()->delete_chains)
-      now.chains.erase(std::remove_if(now.chains.begin(), now.chains.end(),
-                                      [&](const InstalledChain& c) { return c.name == name; }),
-                       now.chains.end());
+      now.chains.erase(
+          std::remove_if(now.chains.begin(), now.chains.end(), [&](const InstalledChain& c) { return c.name == name; }),
+          now.chains.end());
     tables[{f, t}] = now;
     ++commits;
     return true;

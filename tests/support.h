@@ -18,8 +18,8 @@ namespace istio_iptables::testing {
 /// MachineFacts with fixed answers; counts what it was asked.
 class FakeFacts : public MachineFacts {
  public:
-  std::optional<bool> ipv6;                         // nullopt: "no valid local IP address found"
-  std::map<std::string, std::string> files;         // path -> text
+  std::optional<bool> ipv6;                  // nullopt: "no valid local IP address found"
+  std::map<std::string, std::string> files;  // path -> text
   std::map<std::string, std::uint32_t> users;
   int questions = 0;
 
@@ -92,7 +92,8 @@ struct CliResult {
   std::string err;
 };
 
-inline CliResult run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, MachineFacts& facts) {
+inline CliResult run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                     MachineFacts& facts) {
   CliContext context;
   context.environment = env;
   context.facts = &facts;

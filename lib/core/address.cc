@@ -101,8 +101,7 @@ std::optional<std::array<std::uint8_t, 16>> parse_ipv6(std::string_view s) {
 }
 
 std::string format_ipv4(const std::uint8_t* b) {
-  return std::to_string(b[0]) + "." + std::to_string(b[1]) + "." + std::to_string(b[2]) + "." +
-         std::to_string(b[3]);
+  return std::to_string(b[0]) + "." + std::to_string(b[1]) + "." + std::to_string(b[2]) + "." + std::to_string(b[3]);
 }
 
 }  // namespace
@@ -188,13 +187,9 @@ std::string format_address(const Address& a) {
   return out;
 }
 
-std::string format_prefix(const Prefix& p) {
-  return format_address(p.address) + "/" + std::to_string(p.length);
-}
+std::string format_prefix(const Prefix& p) { return format_address(p.address) + "/" + std::to_string(p.length); }
 
-Prefix host_prefix(const Address& address) {
-  return Prefix{address, address.family == Family::V4 ? 32U : 128U};
-}
+Prefix host_prefix(const Address& address) { return Prefix{address, address.family == Family::V4 ? 32U : 128U}; }
 
 bool is_loopback(const Address& a) {
   if (a.family == Family::V4) return a.bytes[0] == 127;

@@ -22,9 +22,7 @@ struct Address {
   Family family = Family::V4;
   std::array<std::uint8_t, 16> bytes{};
 
-  friend bool operator==(const Address& a, const Address& b) {
-    return a.family == b.family && a.bytes == b.bytes;
-  }
+  friend bool operator==(const Address& a, const Address& b) { return a.family == b.family && a.bytes == b.bytes; }
   friend bool operator!=(const Address& a, const Address& b) { return !(a == b); }
 };
 
@@ -33,9 +31,7 @@ struct Prefix {
   Address address;
   unsigned length = 0;
 
-  friend bool operator==(const Prefix& a, const Prefix& b) {
-    return a.address == b.address && a.length == b.length;
-  }
+  friend bool operator==(const Prefix& a, const Prefix& b) { return a.address == b.address && a.length == b.length; }
   friend bool operator!=(const Prefix& a, const Prefix& b) { return !(a == b); }
 };
 

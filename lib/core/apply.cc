@@ -55,15 +55,15 @@ Result<ApplyOutcome> run_jobs(NetfilterStore& store, const std::vector<Job>& job
       // Put back what was already committed, newest first.
       std::vector<std::string> not_restored;
       for (auto it = done.rbegin(); it != done.rend(); ++it) {
-        auto back = store.transact(it->job->family, it->job->table, [&](const Snapshot& now) -> Result<std::optional<TableWrite>> {
-          return restore_write(now, it->before);
-        });
-        if (!back) not_restored.push_back(fmt::format("{} ({})", where(it->job->family, it->job->table), back.error().message));
+        auto back = store.transact(
+            it->job->family, it->job->table,
+            [&](const Snapshot& now) -> Result<std::optional<TableWrite>> { return restore_write(now, it->before); });
+        if (!back)
+          not_restored.push_back(fmt::format("{} ({})", where(it->job->family, it->job->table), back.error().message));
       }
-      std::string state = done.empty() ? "nothing had been changed"
-                          : not_restored.empty()
-                              ? "the tables already written were put back as they were"
-                              : fmt::format("could not put back: {}", fmt::join(not_restored, "; "));
+      std::string state = done.empty()           ? "nothing had been changed"
+                          : not_restored.empty() ? "the tables already written were put back as they were"
+                                                 : fmt::format("could not put back: {}", fmt::join(not_restored, "; "));
       return Error{fmt::format("{}; {}", r.error().message, state)};
     }
     if (r.value()) {
@@ -113,7 +113,9 @@ std::string format_differences(const std::vector<TableDifferences>& diffs) {
   std::string out;
   for (const auto& t : diffs)
     for (const auto& d : t.differences) {
-      const char* kind = d.kind == Difference::Missing ? "missing" : d.kind == Difference::Extra ? "extra" : "misplaced";
+      const char* kind = d.kind == Difference::Missing ? "missing"
+                         : d.kind == Difference::Extra ? "extra"
+                                                       : "misplaced";
       out += fmt::format("{} {} {}: {}: {}\n", family_name(t.family), table_name(t.table), d.chain, kind, d.rule);
     }
   return out;

@@ -39,31 +39,31 @@ struct PortList {
 
 /// ISTIO_OUTBOUND_OWNER_GROUPS / _EXCLUDE: which groups' outbound traffic is captured.
 struct OwnerGroups {
-  bool include_all = true;           ///< include is exactly "*"
-  std::vector<OwnerId> include;      ///< when !include_all (may be empty: nothing is captured)
-  std::vector<OwnerId> exclude;      ///< only used when include_all
+  bool include_all = true;       ///< include is exactly "*"
+  std::vector<OwnerId> include;  ///< when !include_all (may be empty: nothing is captured)
+  std::vector<OwnerId> exclude;  ///< only used when include_all
 };
 
 struct Config {
   Layout layout = Layout::Current;
 
-  std::uint16_t proxy_port = 15001;           ///< -p
-  std::uint16_t inbound_capture_port = 15006; ///< -z
-  std::uint16_t inbound_tunnel_port = 15008;  ///< -e
-  std::vector<std::uint32_t> proxy_uids;      ///< -u
-  std::vector<std::uint32_t> proxy_gids;      ///< -g
+  std::uint16_t proxy_port = 15001;                    ///< -p
+  std::uint16_t inbound_capture_port = 15006;          ///< -z
+  std::uint16_t inbound_tunnel_port = 15008;           ///< -e
+  std::vector<std::uint32_t> proxy_uids;               ///< -u
+  std::vector<std::uint32_t> proxy_gids;               ///< -g
   InterceptionMode mode = InterceptionMode::Redirect;  ///< -m
 
-  PortList inbound_ports;                      ///< -b (empty: no inbound capture)
+  PortList inbound_ports;                             ///< -b (empty: no inbound capture)
   std::vector<std::uint16_t> inbound_ports_exclude;   ///< -d (only with -b '*')
   std::vector<std::string> exclude_interfaces;        ///< -c
-  CidrList outbound_include;                   ///< -i
-  std::vector<Prefix> outbound_exclude;        ///< -x
+  CidrList outbound_include;                          ///< -i
+  std::vector<Prefix> outbound_exclude;               ///< -x
   std::vector<std::uint16_t> outbound_ports_include;  ///< -q
   std::vector<std::uint16_t> outbound_ports_exclude;  ///< -o
   std::vector<std::string> kube_virt_interfaces;      ///< -k
-  std::uint32_t tproxy_mark = 1337;            ///< -t
-  std::uint32_t tproxy_route_table = 133;      ///< -r
+  std::uint32_t tproxy_mark = 1337;                   ///< -t
+  std::uint32_t tproxy_route_table = 133;             ///< -r
 
   bool redirect_dns = false;     ///< --redirect-dns
   bool capture_all_dns = false;  ///< --capture-all-dns

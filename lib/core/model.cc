@@ -7,10 +7,10 @@ namespace istio_iptables {
 
 const char* table_name(Table table) {
   switch (table) {
-    case Table::Filter: return "filter";
-    case Table::Mangle: return "mangle";
-    case Table::Nat: return "nat";
-    case Table::Raw: return "raw";
+  case Table::Filter: return "filter";
+  case Table::Mangle: return "mangle";
+  case Table::Nat: return "nat";
+  case Table::Raw: return "raw";
   }
   return "?";
 }
@@ -23,17 +23,16 @@ const std::vector<std::string>& builtin_chains(Table table) {
   static const std::vector<std::string> nat = {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"};
   static const std::vector<std::string> raw = {"PREROUTING", "OUTPUT"};
   switch (table) {
-    case Table::Filter: return filter;
-    case Table::Mangle: return mangle;
-    case Table::Nat: return nat;
-    case Table::Raw: return raw;
+  case Table::Filter: return filter;
+  case Table::Mangle: return mangle;
+  case Table::Nat: return nat;
+  case Table::Raw: return raw;
   }
   return filter;
 }
 
 bool is_builtin_chain(const std::string& chain) {
-  return chain == "PREROUTING" || chain == "INPUT" || chain == "FORWARD" || chain == "OUTPUT" ||
-         chain == "POSTROUTING";
+  return chain == "PREROUTING" || chain == "INPUT" || chain == "FORWARD" || chain == "OUTPUT" || chain == "POSTROUTING";
 }
 
 std::optional<std::string> jump_chain(const Rule& rule) {

@@ -120,8 +120,8 @@ struct ConnmarkMatch {
   bool negated = false;
 };
 
-using Match = std::variant<ProtocolMatch, AddressMatch, InterfaceMatch, PortMatch, MultiportMatch,
-                           OwnerMatch, ConntrackMatch, MarkMatch, ConnmarkMatch>;
+using Match = std::variant<ProtocolMatch, AddressMatch, InterfaceMatch, PortMatch, MultiportMatch, OwnerMatch,
+                           ConntrackMatch, MarkMatch, ConnmarkMatch>;
 
 // ---- targets ------------------------------------------------------------------------------------
 
@@ -166,8 +166,8 @@ struct CtTarget {
   std::uint16_t zone;
 };
 
-using Target = std::variant<JumpTarget, VerdictTarget, RedirectTarget, TproxyTarget, MarkTarget,
-                            ConnmarkTarget, CtTarget>;
+using Target =
+    std::variant<JumpTarget, VerdictTarget, RedirectTarget, TproxyTarget, MarkTarget, ConnmarkTarget, CtTarget>;
 
 // ---- rules and rulesets -------------------------------------------------------------------------
 

@@ -97,8 +97,7 @@ class Builder {
     v4_.ops.push_back(RuleOp{t, chain, pos, r});
     if (ipv6_) v6_.ops.push_back(RuleOp{t, chain, pos, r});
   }
-  void insert_family(Family f, Table t, const std::string& chain, unsigned pos, std::vector<Match> m,
-                     Target target) {
+  void insert_family(Family f, Table t, const std::string& chain, unsigned pos, std::vector<Match> m, Target target) {
     if (f == Family::V4)
       v4_.ops.push_back(RuleOp{t, chain, pos, Rule{std::move(m), std::move(target)}});
     else if (ipv6_)
@@ -133,35 +132,39 @@ class Planner {
     // P3: with nothing to redirect DNS to, the current layout drops DNS capture entirely (and with
     // it the multiport/!53 variants below); 1.24 kept every DNS rule that needs no server.
     redirect_dns_ = c_.redirect_dns;
-    if (!legacy && redirect_dns_ && !c_.capture_all_dns && c_.dns_servers_v4.empty() &&
-        c_.dns_servers_v6.empty())
+    if (!legacy && redirect_dns_ && !c_.capture_all_dns && c_.dns_servers_v4.empty() && c_.dns_servers_v6.empty())
       redirect_dns_ = false;
     // R11b/R12b are dropped for both families when either include list names a loopback prefix.
     for (const auto& p : c_.outbound_include.prefixes)
       if (is_loopback(p.address)) include_has_loopback_ = true;
 
-    exclude_interfaces();          // R1
-    kube_virt_returns();           // R2
-    drop_invalid();                // R3
-    fixed_chains();                // R4-R6
-    inbound();                     // R7
-    output_jump(legacy);           // R8
+    exclude_interfaces();            // R1
+    kube_virt_returns();             // R2
+    drop_invalid();                  // R3
+    fixed_chains();                  // R4-R6
+    inbound();                       // R7
+    output_jump(legacy);             // R8
     outbound_port_excludes(legacy);  // R9
     // R10: Envoy's inbound passthrough connects from 127.0.0.6 (::6) over lo: never capture it.
-    b_.versioned(Table::Nat, chains::kOutput, [&](Family f) {
-      return std::vector<Match>{out_iface("lo"), src(f == Family::V4 ? v4_prefix(127, 0, 0, 6, 32) : v6_prefix(6, 128))};
-    }, ret());
-    proxy_owner_rules(false);      // R11 (UIDs)
-    proxy_owner_rules(true);       // R12 (GIDs)
-    owner_groups({});              // R13
-    if (redirect_dns_) {           // R14
+    b_.versioned(
+        Table::Nat, chains::kOutput,
+        [&](Family f) {
+          return std::vector<Match>{out_iface("lo"),
+                                    src(f == Family::V4 ? v4_prefix(127, 0, 0, 6, 32) : v6_prefix(6, 128))};
+        },
+        ret());
+    proxy_owner_rules(false);  // R11 (UIDs)
+    proxy_owner_rules(true);   // R12 (GIDs)
+    owner_groups({});          // R13
+    if (redirect_dns_) {       // R14
       if (legacy)
         dns_tcp_redirects_1_24();
       else
         dns_current();
     }
     // R15: traffic to the loopback CIDR (Envoy-aware apps, container to container) is left alone.
-    b_.versioned(Table::Nat, chains::kOutput, [&](Family f) { return std::vector<Match>{dst(loopback(f))}; }, ret());
+    b_.versioned(
+        Table::Nat, chains::kOutput, [&](Family f) { return std::vector<Match>{dst(loopback(f))}; }, ret());
     // R16: excluded CIDRs return before any include can capture them; IPv4 first, then IPv6.
     for (const auto& p : c_.outbound_exclude)
       if (p.address.family == Family::V4) b_.append_v4(Table::Nat, chains::kOutput, {dst(p)}, ret());
@@ -172,7 +175,7 @@ class Planner {
       b_.append(Table::Nat, chains::kOutput, {tcp(), dport(Protocol::Tcp, port)}, jump(chains::kRedirect));
     outbound_includes(Family::V4);  // R18
     outbound_includes(Family::V6);
-    if (legacy && redirect_dns_) dns_udp_1_24();  // 1.24: UDP DNS rules come after everything else
+    if (legacy && redirect_dns_) dns_udp_1_24();             // 1.24: UDP DNS rules come after everything else
     if (c_.mode == InterceptionMode::Tproxy) tproxy_tail();  // R19
     return std::move(b_).finish(redirect_dns_);
   }
@@ -224,9 +227,12 @@ class Planner {
       // Marked packets are routed to lo by the fwmark rule (table -r) and accepted there.
       b_.append(Table::Mangle, chains::kDivert, {}, MarkTarget{c_.tproxy_mark});
       b_.append(Table::Mangle, chains::kDivert, {}, VerdictTarget{Verdict::Accept});
-      b_.versioned(Table::Mangle, chains::kTproxy, [&](Family f) {
-        return std::vector<Match>{dst(loopback(f), true), tcp()};
-      }, TproxyTarget{c_.inbound_capture_port, c_.tproxy_mark, 0xffffffffU});
+      b_.versioned(
+          Table::Mangle, chains::kTproxy,
+          [&](Family f) {
+            return std::vector<Match>{dst(loopback(f), true), tcp()};
+          },
+          TproxyTarget{c_.inbound_capture_port, c_.tproxy_mark, 0xffffffffU});
       table = Table::Mangle;
     }
     b_.append(table, "PREROUTING", {tcp()}, jump(chains::kInbound));
@@ -283,17 +289,20 @@ class Planner {
     const auto& ids = group ? c_.proxy_gids : c_.proxy_uids;
     for (auto id : ids) {
       auto owner = [&](bool neg) { return group ? gid_owner(id, neg) : uid_owner(id, neg); };
-      b_.versioned(Table::Nat, chains::kOutput, [&](Family f) {
-        if (redirect_dns_ && !group)
-          return std::vector<Match>{out_iface("lo"), dst(loopback(f), true), tcp(),
-                                    MultiportMatch{{ports::kDns, c_.inbound_tunnel_port}, true}, owner(false)};
-        return std::vector<Match>{out_iface("lo"), dst(loopback(f), true), tcp(),
-                                  dport(Protocol::Tcp, c_.inbound_tunnel_port, true), owner(false)};
-      }, jump(chains::kInRedirect));
+      b_.versioned(
+          Table::Nat, chains::kOutput,
+          [&](Family f) {
+            if (redirect_dns_ && !group)
+              return std::vector<Match>{out_iface("lo"), dst(loopback(f), true), tcp(),
+                                        MultiportMatch{{ports::kDns, c_.inbound_tunnel_port}, true}, owner(false)};
+            return std::vector<Match>{out_iface("lo"), dst(loopback(f), true), tcp(),
+                                      dport(Protocol::Tcp, c_.inbound_tunnel_port, true), owner(false)};
+          },
+          jump(chains::kInRedirect));
       if (!include_has_loopback_) {
         if (redirect_dns_)
-          b_.append(Table::Nat, chains::kOutput, {out_iface("lo"), tcp(), dport(Protocol::Tcp, ports::kDns, true), owner(true)},
-                    ret());
+          b_.append(Table::Nat, chains::kOutput,
+                    {out_iface("lo"), tcp(), dport(Protocol::Tcp, ports::kDns, true), owner(true)}, ret());
         else
           b_.append(Table::Nat, chains::kOutput, {out_iface("lo"), owner(true)}, ret());
       }
@@ -337,8 +346,10 @@ class Planner {
         b_.append(Table::Nat, chains::kOutputDns, {proto(p), dport(p, ports::kDns)}, to);
         continue;
       }
-      for (const auto& s : s4) b_.append_v4(Table::Nat, chains::kOutputDns, {proto(p), dport(p, ports::kDns), dst(host_prefix(s))}, to);
-      for (const auto& s : s6) b_.append_v6(Table::Nat, chains::kOutputDns, {proto(p), dport(p, ports::kDns), dst(host_prefix(s))}, to);
+      for (const auto& s : s4)
+        b_.append_v4(Table::Nat, chains::kOutputDns, {proto(p), dport(p, ports::kDns), dst(host_prefix(s))}, to);
+      for (const auto& s : s6)
+        b_.append_v6(Table::Nat, chains::kOutputDns, {proto(p), dport(p, ports::kDns), dst(host_prefix(s))}, to);
     }
     conntrack_zones(chains::kOutputDns, /*legacy=*/false);
   }
@@ -347,12 +358,16 @@ class Planner {
   // to each nameserver (zone 2) and the resolvers' answers (zone 1), entered from raw PREROUTING.
   void conntrack_zones(const char* output_chain, bool legacy) {
     for (auto uid : c_.proxy_uids) {
-      b_.append(Table::Raw, output_chain, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)}, CtTarget{zones::kUpstream});
-      b_.append(Table::Raw, output_chain, {udp(), sport(Protocol::Udp, ports::kAgentDns), uid_owner(uid)}, CtTarget{zones::kApplication});
+      b_.append(Table::Raw, output_chain, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)},
+                CtTarget{zones::kUpstream});
+      b_.append(Table::Raw, output_chain, {udp(), sport(Protocol::Udp, ports::kAgentDns), uid_owner(uid)},
+                CtTarget{zones::kApplication});
     }
     for (auto gid : c_.proxy_gids) {
-      b_.append(Table::Raw, output_chain, {udp(), dport(Protocol::Udp, ports::kDns), gid_owner(gid)}, CtTarget{zones::kUpstream});
-      b_.append(Table::Raw, output_chain, {udp(), sport(Protocol::Udp, ports::kAgentDns), gid_owner(gid)}, CtTarget{zones::kApplication});
+      b_.append(Table::Raw, output_chain, {udp(), dport(Protocol::Udp, ports::kDns), gid_owner(gid)},
+                CtTarget{zones::kUpstream});
+      b_.append(Table::Raw, output_chain, {udp(), sport(Protocol::Udp, ports::kAgentDns), gid_owner(gid)},
+                CtTarget{zones::kApplication});
     }
     // 1.24 put the zone-1 rules straight into raw PREROUTING; later releases use ISTIO_INBOUND.
     const char* inbound_chain = legacy ? "PREROUTING" : chains::kInbound;
@@ -394,8 +409,10 @@ class Planner {
   void dns_udp_1_24() {
     b_.append(Table::Nat, "OUTPUT", {udp()}, jump(chains::kOutput));
     const std::vector<Match> dns = {udp(), dport(Protocol::Udp, ports::kDns)};
-    for (auto uid : c_.proxy_uids) b_.append(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)}, ret());
-    for (auto gid : c_.proxy_gids) b_.append(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), gid_owner(gid)}, ret());
+    for (auto uid : c_.proxy_uids)
+      b_.append(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)}, ret());
+    for (auto gid : c_.proxy_gids)
+      b_.append(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), gid_owner(gid)}, ret());
     owner_groups(dns);
     RedirectTarget to{ports::kAgentDns, true};
     if (c_.capture_all_dns) {
@@ -438,17 +455,25 @@ class Planner {
     b_.append(Table::Mangle, "PREROUTING", {tcp(), mark(m)}, ConnmarkTarget{false});
     b_.append(Table::Mangle, "OUTPUT", {tcp(), out_iface("lo"), mark(m)}, ret());
     for (auto uid : c_.proxy_uids)
-      b_.versioned(Table::Mangle, "OUTPUT", [&](Family f) {
-        return std::vector<Match>{dst(loopback(f), true), tcp(), out_iface("lo"), uid_owner(uid)};
-      }, MarkTarget{marks::kOutbound});
+      b_.versioned(
+          Table::Mangle, "OUTPUT",
+          [&](Family f) {
+            return std::vector<Match>{dst(loopback(f), true), tcp(), out_iface("lo"), uid_owner(uid)};
+          },
+          MarkTarget{marks::kOutbound});
     for (auto gid : c_.proxy_gids)
-      b_.versioned(Table::Mangle, "OUTPUT", [&](Family f) {
-        return std::vector<Match>{dst(loopback(f), true), tcp(), out_iface("lo"), gid_owner(gid)};
-      }, MarkTarget{marks::kOutbound});
+      b_.versioned(
+          Table::Mangle, "OUTPUT",
+          [&](Family f) {
+            return std::vector<Match>{dst(loopback(f), true), tcp(), out_iface("lo"), gid_owner(gid)};
+          },
+          MarkTarget{marks::kOutbound});
     b_.append(Table::Mangle, "OUTPUT", {tcp(), ConnmarkMatch{m, false}}, ConnmarkTarget{true});
     b_.insert(Table::Mangle, chains::kInbound, 1, {tcp(), mark(m)}, ret());
-    b_.insert_family(Family::V4, Table::Mangle, chains::kInbound, 2, {tcp(), src(v4_prefix(127, 0, 0, 6, 32)), in_iface("lo")}, ret());
-    b_.insert_family(Family::V6, Table::Mangle, chains::kInbound, 2, {tcp(), src(v6_prefix(6, 128)), in_iface("lo")}, ret());
+    b_.insert_family(Family::V4, Table::Mangle, chains::kInbound, 2,
+                     {tcp(), src(v4_prefix(127, 0, 0, 6, 32)), in_iface("lo")}, ret());
+    b_.insert_family(Family::V6, Table::Mangle, chains::kInbound, 2, {tcp(), src(v6_prefix(6, 128)), in_iface("lo")},
+                     ret());
     b_.insert(Table::Mangle, chains::kInbound, 3, {tcp(), in_iface("lo"), mark(marks::kOutbound, true)}, ret());
   }
 

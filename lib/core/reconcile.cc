@@ -44,23 +44,36 @@ struct Shape {
 
   explicit Shape(const Rule& r) {
     for (const auto& m : r.matches) {
-      if (auto* a = std::get_if<AddressMatch>(&m)) addresses.push_back(a);
-      else if (auto* i = std::get_if<InterfaceMatch>(&m)) interfaces.push_back(i);
-      else if (auto* p = std::get_if<ProtocolMatch>(&m)) protocols.push_back(p);
-      else if (auto* port = std::get_if<PortMatch>(&m)) ports.push_back(port);
-      else if (auto* o = std::get_if<OwnerMatch>(&m)) owners.push_back(o);
-      else if (auto* mk = std::get_if<MarkMatch>(&m)) marks.push_back(mk);
-      else if (auto* cm = std::get_if<ConnmarkMatch>(&m)) connmarks.push_back(cm);
-      else if (auto* ct = std::get_if<ConntrackMatch>(&m)) conntracks.push_back(ct);
-      else other = true;
+      if (auto* a = std::get_if<AddressMatch>(&m))
+        addresses.push_back(a);
+      else if (auto* i = std::get_if<InterfaceMatch>(&m))
+        interfaces.push_back(i);
+      else if (auto* p = std::get_if<ProtocolMatch>(&m))
+        protocols.push_back(p);
+      else if (auto* port = std::get_if<PortMatch>(&m))
+        ports.push_back(port);
+      else if (auto* o = std::get_if<OwnerMatch>(&m))
+        owners.push_back(o);
+      else if (auto* mk = std::get_if<MarkMatch>(&m))
+        marks.push_back(mk);
+      else if (auto* cm = std::get_if<ConnmarkMatch>(&m))
+        connmarks.push_back(cm);
+      else if (auto* ct = std::get_if<ConntrackMatch>(&m))
+        conntracks.push_back(ct);
+      else
+        other = true;
     }
   }
   std::size_t count() const {
     return addresses.size() + interfaces.size() + protocols.size() + ports.size() + owners.size() + marks.size() +
            connmarks.size() + conntracks.size() + (other ? 1 : 0);
   }
-  bool tcp() const { return protocols.size() == 1 && protocols[0]->protocol == Protocol::Tcp && !protocols[0]->negated; }
-  bool out_lo() const { return interfaces.size() == 1 && !interfaces[0]->inbound && interfaces[0]->name == "lo" && !interfaces[0]->negated; }
+  bool tcp() const {
+    return protocols.size() == 1 && protocols[0]->protocol == Protocol::Tcp && !protocols[0]->negated;
+  }
+  bool out_lo() const {
+    return interfaces.size() == 1 && !interfaces[0]->inbound && interfaces[0]->name == "lo" && !interfaces[0]->negated;
+  }
 };
 
 // Istio's non-jump rules in built-in chains, in any configuration (planner.cc R1, R2, 1.23's
@@ -84,7 +97,8 @@ bool has_istio_shape(Table table, const std::string& chain, const Rule& r) {
   }
   if (table == Table::Mangle && chain == "OUTPUT") {
     // R19.2: "-p tcp -o lo -m mark --mark M -j RETURN"
-    if (is_return(r) && s.count() == 3 && s.tcp() && s.out_lo() && s.marks.size() == 1 && !s.marks[0]->negated) return true;
+    if (is_return(r) && s.count() == 3 && s.tcp() && s.out_lo() && s.marks.size() == 1 && !s.marks[0]->negated)
+      return true;
     // R19.3/4: "! -d LO -p tcp -o lo -m owner --uid-owner U -j MARK --set-mark 1338"
     auto* mk = std::get_if<MarkTarget>(&r.target);
     if (mk && mk->mark == marks::kOutbound && s.count() == 4 && s.tcp() && s.out_lo() && s.owners.size() == 1 &&
@@ -93,16 +107,17 @@ bool has_istio_shape(Table table, const std::string& chain, const Rule& r) {
       return true;
     // R19.5: "-p tcp -m connmark --mark M -j CONNMARK --restore-mark"
     auto* c = std::get_if<ConnmarkTarget>(&r.target);
-    if (c && c->restore && s.count() == 2 && s.tcp() && s.connmarks.size() == 1 && !s.connmarks[0]->negated) return true;
+    if (c && c->restore && s.count() == 2 && s.tcp() && s.connmarks.size() == 1 && !s.connmarks[0]->negated)
+      return true;
   }
   // 1.24's conntrack zone for resolver answers: "-p udp --sport 53 [-s S] -j CT --zone 1".
   if (table == Table::Raw && chain == "PREROUTING") {
     auto* ct = std::get_if<CtTarget>(&r.target);
     bool udp = s.protocols.size() == 1 && s.protocols[0]->protocol == Protocol::Udp && !s.protocols[0]->negated;
-    bool sport53 = s.ports.size() == 1 && s.ports[0]->direction == Direction::Source && s.ports[0]->port == ports::kDns &&
-                   !s.ports[0]->negated;
-    bool src = s.addresses.empty() || (s.addresses.size() == 1 && s.addresses[0]->direction == Direction::Source &&
-                                       !s.addresses[0]->negated);
+    bool sport53 = s.ports.size() == 1 && s.ports[0]->direction == Direction::Source &&
+                   s.ports[0]->port == ports::kDns && !s.ports[0]->negated;
+    bool src = s.addresses.empty() ||
+               (s.addresses.size() == 1 && s.addresses[0]->direction == Direction::Source && !s.addresses[0]->negated);
     if (ct && ct->zone == zones::kUpstream && udp && sport53 && src && s.count() == 2 + s.addresses.size()) return true;
   }
   return false;
@@ -249,7 +264,8 @@ std::vector<Difference> differences(const Snapshot& current, const DesiredTable&
     std::size_t before = out.size();
     diff_sequences(want.name, have_ours, want_ours, out);
     if (out.size() == before && !same_rules(have->rules, want.rules))
-      out.push_back({Difference::Misplaced, want.name, "our rules stand elsewhere among the other rules of this chain"});
+      out.push_back(
+          {Difference::Misplaced, want.name, "our rules stand elsewhere among the other rules of this chain"});
   }
   for (const auto& c : current.chains)
     if (is_owned_chain(c.name) && std::none_of(desired.chains.begin(), desired.chains.end(),

@@ -20,10 +20,10 @@ std::string ctstate_list(const std::vector<ConntrackState>& states) {
   for (auto s : states) {
     if (!out.empty()) out += ',';
     switch (s) {
-      case ConntrackState::Invalid: out += "INVALID"; break;
-      case ConntrackState::Established: out += "ESTABLISHED"; break;
-      case ConntrackState::Related: out += "RELATED"; break;
-      case ConntrackState::New: out += "NEW"; break;
+    case ConntrackState::Invalid: out += "INVALID"; break;
+    case ConntrackState::Established: out += "ESTABLISHED"; break;
+    case ConntrackState::Related: out += "RELATED"; break;
+    case ConntrackState::New: out += "NEW"; break;
     }
   }
   return out;
@@ -49,7 +49,9 @@ struct MatchText {
   std::string operator()(const ConntrackMatch& m) const {
     return "-m conntrack " + bang(m.negated) + "--ctstate " + ctstate_list(m.states);
   }
-  std::string operator()(const MarkMatch& m) const { return "-m mark " + bang(m.negated) + "--mark " + std::to_string(m.mark); }
+  std::string operator()(const MarkMatch& m) const {
+    return "-m mark " + bang(m.negated) + "--mark " + std::to_string(m.mark);
+  }
   std::string operator()(const ConnmarkMatch& m) const {
     return "-m connmark " + bang(m.negated) + "--mark " + std::to_string(m.mark);
   }
@@ -59,9 +61,9 @@ struct TargetText {
   std::string operator()(const JumpTarget& t) const { return "-j " + t.chain; }
   std::string operator()(const VerdictTarget& t) const {
     switch (t.verdict) {
-      case Verdict::Accept: return "-j ACCEPT";
-      case Verdict::Drop: return "-j DROP";
-      case Verdict::Return: return "-j RETURN";
+    case Verdict::Accept: return "-j ACCEPT";
+    case Verdict::Drop: return "-j DROP";
+    case Verdict::Return: return "-j RETURN";
     }
     return "";
   }

@@ -89,9 +89,12 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
     } else if (tok == "-p" || tok == "--protocol") {
       auto v = arg();
       if (!v) return std::nullopt;
-      if (*v == "tcp" || *v == "6") protocol = Protocol::Tcp;
-      else if (*v == "udp" || *v == "17") protocol = Protocol::Udp;
-      else return std::nullopt;
+      if (*v == "tcp" || *v == "6")
+        protocol = Protocol::Tcp;
+      else if (*v == "udp" || *v == "17")
+        protocol = Protocol::Udp;
+      else
+        return std::nullopt;
       r.matches.push_back(ProtocolMatch{*protocol, negated});
     } else if (tok == "-m" || tok == "--match") {
       auto v = arg();
@@ -123,9 +126,12 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
       if (!v || module != "owner") return std::nullopt;
       bool group = tok == "--gid-owner";
       OwnerId id;
-      if (v->find_first_not_of("0123456789") == std::string::npos) id.number = number(*v);
-      else if (group) id.name = *v;
-      else return std::nullopt;
+      if (v->find_first_not_of("0123456789") == std::string::npos)
+        id.number = number(*v);
+      else if (group)
+        id.name = *v;
+      else
+        return std::nullopt;
       if (!id.number && id.name.empty()) return std::nullopt;
       r.matches.push_back(OwnerMatch{group, id, negated});
     } else if (tok == "--ctstate") {
@@ -135,19 +141,26 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
       std::istringstream list(*v);
       std::string item;
       while (std::getline(list, item, ',')) {
-        if (item == "INVALID") m.states.push_back(ConntrackState::Invalid);
-        else if (item == "ESTABLISHED") m.states.push_back(ConntrackState::Established);
-        else if (item == "RELATED") m.states.push_back(ConntrackState::Related);
-        else if (item == "NEW") m.states.push_back(ConntrackState::New);
-        else return std::nullopt;
+        if (item == "INVALID")
+          m.states.push_back(ConntrackState::Invalid);
+        else if (item == "ESTABLISHED")
+          m.states.push_back(ConntrackState::Established);
+        else if (item == "RELATED")
+          m.states.push_back(ConntrackState::Related);
+        else if (item == "NEW")
+          m.states.push_back(ConntrackState::New);
+        else
+          return std::nullopt;
       }
       r.matches.push_back(m);
     } else if (tok == "--mark" && (module == "mark" || module == "connmark")) {
       auto v = arg();
       auto value = v ? full_mask_value(*v) : std::nullopt;
       if (!value) return std::nullopt;
-      if (module == "mark") r.matches.push_back(MarkMatch{*value, negated});
-      else r.matches.push_back(ConnmarkMatch{*value, negated});
+      if (module == "mark")
+        r.matches.push_back(MarkMatch{*value, negated});
+      else
+        r.matches.push_back(ConnmarkMatch{*value, negated});
     } else if (tok == "-j" || tok == "--jump") {
       auto v = arg();
       if (!v || negated) return std::nullopt;
@@ -173,7 +186,9 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
         return v2;
       };
       if (target == "ACCEPT" || target == "DROP" || target == "RETURN") {
-        r.target = VerdictTarget{target == "ACCEPT" ? Verdict::Accept : target == "DROP" ? Verdict::Drop : Verdict::Return};
+        r.target = VerdictTarget{target == "ACCEPT" ? Verdict::Accept
+                                 : target == "DROP" ? Verdict::Drop
+                                                    : Verdict::Return};
       } else if (target == "REDIRECT") {
         auto v2 = take("--to-ports");
         bool singular = false;
@@ -193,7 +208,8 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
         if (!pp || !m) return std::nullopt;
         auto slash = m->find('/');
         auto value = number(m->substr(0, slash));
-        auto mask = slash == std::string::npos ? std::optional<std::uint32_t>(0xffffffffU) : number(m->substr(slash + 1));
+        auto mask =
+            slash == std::string::npos ? std::optional<std::uint32_t>(0xffffffffU) : number(m->substr(slash + 1));
         if (!value || !mask) return std::nullopt;
         r.target = TproxyTarget{*pp, *value, *mask};
       } else if (target == "MARK") {
@@ -261,7 +277,9 @@ Result<ParsedText> parse_ruleset_text(const std::string& text) {
   std::istringstream in(text);
   std::string line;
   int lineno = 0;
-  auto error = [&](const std::string& why) { return Error{"line " + std::to_string(lineno) + ": " + why + ": " + line}; };
+  auto error = [&](const std::string& why) {
+    return Error{"line " + std::to_string(lineno) + ": " + why + ": " + line};
+  };
   auto chain_ref = [&](const std::string& name) -> TextChain& {
     for (auto& c : table->chains)
       if (c.name == name) return c;
@@ -286,11 +304,16 @@ Result<ParsedText> parse_ruleset_text(const std::string& text) {
       std::string name = line.substr(1);
       name.erase(0, name.find_first_not_of(' '));
       Table t;
-      if (name == "filter") t = Table::Filter;
-      else if (name == "mangle") t = Table::Mangle;
-      else if (name == "nat") t = Table::Nat;
-      else if (name == "raw") t = Table::Raw;
-      else return error("unknown table");
+      if (name == "filter")
+        t = Table::Filter;
+      else if (name == "mangle")
+        t = Table::Mangle;
+      else if (name == "nat")
+        t = Table::Nat;
+      else if (name == "raw")
+        t = Table::Raw;
+      else
+        return error("unknown table");
       if (std::find(seen.begin(), seen.end(), name) != seen.end() && family == &out.v4) {
         family = &out.v6;
         seen.clear();
@@ -350,7 +373,8 @@ Result<ParsedText> parse_ruleset_text(const std::string& text) {
   return out;
 }
 
-Snapshot snapshot_of(const TextTable& table, const std::function<std::optional<std::uint32_t>(const std::string&)>& gid) {
+Snapshot snapshot_of(const TextTable& table,
+                     const std::function<std::optional<std::uint32_t>(const std::string&)>& gid) {
   Snapshot s;
   s.table = table.table;
   for (const auto& c : table.chains) {

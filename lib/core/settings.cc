@@ -13,30 +13,46 @@ const std::vector<SettingSpec>& setting_specs() {
   static const std::vector<SettingSpec> specs = {
       // Istio's flags (tools/istio-iptables/pkg/cmd/root.go).
       {"envoy-port", "p", "", "", K::String, "15001", "outbound traffic is redirected to this port (ISTIO_REDIRECT)"},
-      {"inbound-capture-port", "z", "INBOUND_CAPTURE_PORT", "", K::String, "15006", "inbound traffic is redirected to this port"},
+      {"inbound-capture-port", "z", "INBOUND_CAPTURE_PORT", "", K::String, "15006",
+       "inbound traffic is redirected to this port"},
       {"inbound-tunnel-port", "e", "INBOUND_TUNNEL_PORT", "", K::String, "15008", "HBONE tunnel port, never captured"},
-      {"proxy-uid", "u", "PROXY_UID", "", K::String, "", "UIDs whose traffic is not captured (default: UID of $ENVOY_USER, else 1337)"},
-      {"proxy-gid", "g", "PROXY_GID", "", K::String, "", "GIDs whose traffic is not captured (default: the proxy UIDs)"},
-      {"istio-inbound-interception-mode", "m", "ISTIO_INBOUND_INTERCEPTION_MODE", "", K::String, "", "REDIRECT (default) or TPROXY"},
-      {"istio-inbound-ports", "b", "ISTIO_INBOUND_PORTS", "", K::String, "", "inbound ports to capture, or '*' for all"},
-      {"istio-local-exclude-ports", "d", "ISTIO_LOCAL_EXCLUDE_PORTS", "", K::String, "", "inbound ports not captured (with -b '*')"},
-      {"istio-exclude-interfaces", "c", "ISTIO_EXCLUDE_INTERFACES", "", K::String, "", "interfaces on which nothing is captured"},
+      {"proxy-uid", "u", "PROXY_UID", "", K::String, "",
+       "UIDs whose traffic is not captured (default: UID of $ENVOY_USER, else 1337)"},
+      {"proxy-gid", "g", "PROXY_GID", "", K::String, "",
+       "GIDs whose traffic is not captured (default: the proxy UIDs)"},
+      {"istio-inbound-interception-mode", "m", "ISTIO_INBOUND_INTERCEPTION_MODE", "", K::String, "",
+       "REDIRECT (default) or TPROXY"},
+      {"istio-inbound-ports", "b", "ISTIO_INBOUND_PORTS", "", K::String, "",
+       "inbound ports to capture, or '*' for all"},
+      {"istio-local-exclude-ports", "d", "ISTIO_LOCAL_EXCLUDE_PORTS", "", K::String, "",
+       "inbound ports not captured (with -b '*')"},
+      {"istio-exclude-interfaces", "c", "ISTIO_EXCLUDE_INTERFACES", "", K::String, "",
+       "interfaces on which nothing is captured"},
       {"istio-service-cidr", "i", "ISTIO_SERVICE_CIDR", "", K::String, "", "outbound CIDRs to capture, or '*' for all"},
-      {"istio-service-exclude-cidr", "x", "ISTIO_SERVICE_EXCLUDE_CIDR", "", K::String, "", "outbound CIDRs never captured"},
+      {"istio-service-exclude-cidr", "x", "ISTIO_SERVICE_EXCLUDE_CIDR", "", K::String, "",
+       "outbound CIDRs never captured"},
       {"istio-outbound-ports", "q", "ISTIO_OUTBOUND_PORTS", "", K::String, "", "outbound TCP ports always captured"},
-      {"istio-local-outbound-ports-exclude", "o", "ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE", "", K::String, "", "outbound ports never captured"},
-      {"kube-virt-interfaces", "k", "KUBE_VIRT_INTERFACES", "", K::String, "", "virtual interfaces whose inbound traffic is treated as outbound"},
-      {"istio-inbound-tproxy-mark", "t", "ISTIO_INBOUND_TPROXY_MARK", "", K::String, "1337", "fwmark of TPROXY'd packets"},
-      {"istio-inbound-tproxy-route-table", "r", "ISTIO_INBOUND_TPROXY_ROUTE_TABLE", "", K::String, "133", "routing table for TPROXY"},
+      {"istio-local-outbound-ports-exclude", "o", "ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE", "", K::String, "",
+       "outbound ports never captured"},
+      {"kube-virt-interfaces", "k", "KUBE_VIRT_INTERFACES", "", K::String, "",
+       "virtual interfaces whose inbound traffic is treated as outbound"},
+      {"istio-inbound-tproxy-mark", "t", "ISTIO_INBOUND_TPROXY_MARK", "", K::String, "1337",
+       "fwmark of TPROXY'd packets"},
+      {"istio-inbound-tproxy-route-table", "r", "ISTIO_INBOUND_TPROXY_ROUTE_TABLE", "", K::String, "133",
+       "routing table for TPROXY"},
       {"dry-run", "n", "DRY_RUN", "", K::Bool, "false", "print the rules as iptables-restore text; change nothing"},
-      {"iptables-probe-port", "", "IPTABLES_PROBE_PORT", "", K::String, "15002", "validation probe's original destination port"},
+      {"iptables-probe-port", "", "IPTABLES_PROBE_PORT", "", K::String, "15002",
+       "validation probe's original destination port"},
       {"probe-timeout", "", "PROBE_TIMEOUT", "", K::String, "5s", "validation probe timeout (Go duration)"},
       {"skip-rule-apply", "", "SKIP_RULE_APPLY", "", K::Bool, "false", "program nothing"},
       {"run-validation", "", "RUN_VALIDATION", "", K::Bool, "false", "validate the capture after programming"},
-      {"redirect-dns", "", "REDIRECT_DNS", "ISTIO_META_DNS_CAPTURE", K::Bool, "false", "capture DNS to the agent on 15053"},
+      {"redirect-dns", "", "REDIRECT_DNS", "ISTIO_META_DNS_CAPTURE", K::Bool, "false",
+       "capture DNS to the agent on 15053"},
       {"drop-invalid", "", "DROP_INVALID", "INVALID_DROP", K::Bool, "false", "drop conntrack-INVALID packets"},
-      {"dual-stack", "", "DUAL_STACK", "ISTIO_DUAL_STACK", K::Bool, "false", "IPv6 detection: any IPv6 address enables IPv6"},
-      {"capture-all-dns", "", "CAPTURE_ALL_DNS", "", K::Bool, "false", "capture DNS to every server, not only resolv.conf's"},
+      {"dual-stack", "", "DUAL_STACK", "ISTIO_DUAL_STACK", K::Bool, "false",
+       "IPv6 detection: any IPv6 address enables IPv6"},
+      {"capture-all-dns", "", "CAPTURE_ALL_DNS", "", K::Bool, "false",
+       "capture DNS to every server, not only resolv.conf's"},
       {"network-namespace", "", "NETWORK_NAMESPACE", "", K::String, "", "network namespace path to program"},
       {"cni-mode", "", "CNI_MODE", "", K::Bool, "false", "run as the CNI plugin does"},
       {"reconcile", "", "RECONCILE", "", K::Bool, "false", "replace drifted rules"},
@@ -102,13 +118,20 @@ std::optional<std::uint64_t> parse_go_duration_ms(const std::string& text) {
     while (i < text.size() && !std::isdigit(static_cast<unsigned char>(text[i])) && text[i] != '.') ++i;
     std::string unit = text.substr(ustart, i - ustart);
     double scale;
-    if (unit == "ns") scale = 1e-6;
-    else if (unit == "us" || unit == "\xc2\xb5s") scale = 1e-3;
-    else if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1e3;
-    else if (unit == "m") scale = 60e3;
-    else if (unit == "h") scale = 3600e3;
-    else return std::nullopt;
+    if (unit == "ns")
+      scale = 1e-6;
+    else if (unit == "us" || unit == "\xc2\xb5s")
+      scale = 1e-3;
+    else if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1e3;
+    else if (unit == "m")
+      scale = 60e3;
+    else if (unit == "h")
+      scale = 3600e3;
+    else
+      return std::nullopt;
     total_ms += value * scale;
     if (total_ms > 1e12) return std::nullopt;
   }
@@ -320,7 +343,8 @@ class Builder {
   }
 
   std::uint32_t route_table() {
-    std::uint32_t t = number("istio-inbound-tproxy-route-table", 1, 0xffffffffULL, "a routing table number from 1 to 4294967295");
+    std::uint32_t t =
+        number("istio-inbound-tproxy-route-table", 1, 0xffffffffULL, "a routing table number from 1 to 4294967295");
     if (t >= 253 && t <= 255)
       invalid(get("istio-inbound-tproxy-route-table"),
               "tables 253, 254 and 255 are the system's default, main and local tables");
@@ -373,8 +397,9 @@ class Builder {
     for (const auto& item : split(v.value)) {
       auto p = parse_prefix(item);
       if (!p)
-        invalid_item(v, item, item == "*" ? "'*' stands alone, not in a list"
-                                          : "not a CIDR (address/prefix-length, e.g. 192.0.2.0/24 or 2001:db8::/32)");
+        invalid_item(v, item,
+                     item == "*" ? "'*' stands alone, not in a list"
+                                 : "not a CIDR (address/prefix-length, e.g. 192.0.2.0/24 or 2001:db8::/32)");
       else
         out.prefixes.push_back(*p);
     }
@@ -423,7 +448,8 @@ class Builder {
       parts.push_back(text.substr(pos, dot - pos));
       pos = dot + 1;
     }
-    std::optional<std::uint64_t> major = parts.size() >= 2 && parts.size() <= 3 ? parse_decimal(parts[0], 99) : std::nullopt;
+    std::optional<std::uint64_t> major =
+        parts.size() >= 2 && parts.size() <= 3 ? parse_decimal(parts[0], 99) : std::nullopt;
     std::optional<std::uint64_t> minor = major ? parse_decimal(parts[1], 999) : std::nullopt;
     bool patch_ok = parts.size() < 3 || parse_decimal(parts[2], 999).has_value();
     if (!major || !minor || !patch_ok || *major != 1) {
@@ -431,7 +457,8 @@ class Builder {
       return Layout::Current;
     }
     if (*minor < 23) {
-      invalid(v, "releases before 1.23 are not modeled (1.23 and 1.24 share one layout; 1.25 and later the current one)");
+      invalid(v,
+              "releases before 1.23 are not modeled (1.23 and 1.24 share one layout; 1.25 and later the current one)");
       return Layout::Current;
     }
     return *minor <= 24 ? Layout::V1_24 : Layout::Current;

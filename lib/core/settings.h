@@ -26,10 +26,10 @@ enum class SettingKind { String, Bool };
 
 /// One flag of Istio's CLI (or of ours), with its environment binding.
 struct SettingSpec {
-  const char* name;         ///< long flag, without "--"
-  const char* short_name;   ///< one letter or "" (no short flag)
-  const char* env;          ///< primary environment variable or "" (none)
-  const char* env_alias;    ///< alias variable that wins over `env`, or ""
+  const char* name;        ///< long flag, without "--"
+  const char* short_name;  ///< one letter or "" (no short flag)
+  const char* env;         ///< primary environment variable or "" (none)
+  const char* env_alias;   ///< alias variable that wins over `env`, or ""
   SettingKind kind;
   const char* default_value;
   const char* help;
@@ -66,7 +66,7 @@ struct RunOptions {
 struct Settings {
   Config config;
   RunOptions run;
-  bool dual_stack = false;  ///< --dual-stack: IPv6 detection, and which address the probe uses
+  bool dual_stack = false;            ///< --dual-stack: IPv6 detection, and which address the probe uses
   std::vector<std::string> warnings;  ///< things a user should know (removed flags, DNS disabled)
 };
 

@@ -20,9 +20,9 @@ namespace istio_iptables {
 
 /// One installed rule.
 struct InstalledRule {
-  std::string blob;               ///< what the store needs to install this rule again, as it was
-  std::string identity;           ///< equal identities = the same rule to the kernel; empty: the blob
-  std::optional<Rule> rule;       ///< decoded, when every part of it is in our model
+  std::string blob;          ///< what the store needs to install this rule again, as it was
+  std::string identity;      ///< equal identities = the same rule to the kernel; empty: the blob
+  std::optional<Rule> rule;  ///< decoded, when every part of it is in our model
 
   const std::string& id() const { return identity.empty() ? blob : identity; }
 };

@@ -17,9 +17,10 @@ namespace {
 // Istio skips loopback, link-local unicast and link-local multicast (after unmapping).
 bool usable(const Address& a) {
   if (is_loopback(a)) return false;
-  if (a.family == Family::V4) return !(a.bytes[0] == 169 && a.bytes[1] == 254) && !(a.bytes[0] == 224 && a.bytes[1] == 0 && a.bytes[2] == 0);
-  if (a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80) return false;   // fe80::/10
-  if (a.bytes[0] == 0xff && (a.bytes[1] & 0x0f) == 0x02) return false;   // ff02::/16 (link-local multicast)
+  if (a.family == Family::V4)
+    return !(a.bytes[0] == 169 && a.bytes[1] == 254) && !(a.bytes[0] == 224 && a.bytes[1] == 0 && a.bytes[2] == 0);
+  if (a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80) return false;  // fe80::/10
+  if (a.bytes[0] == 0xff && (a.bytes[1] & 0x0f) == 0x02) return false;  // ff02::/16 (link-local multicast)
   return true;
 }
 
@@ -27,8 +28,7 @@ bool usable(const Address& a) {
 
 Result<bool> HostFacts::ipv6_enabled(bool dual_stack) {
   ifaddrs* raw = nullptr;
-  if (getifaddrs(&raw) != 0)
-    return Error{fmt::format("cannot list interface addresses: {}", std::strerror(errno))};
+  if (getifaddrs(&raw) != 0) return Error{fmt::format("cannot list interface addresses: {}", std::strerror(errno))};
   std::unique_ptr<ifaddrs, void (*)(ifaddrs*)> list(raw, freeifaddrs);
   bool found_any = false;
   for (ifaddrs* it = raw; it != nullptr; it = it->ifa_next) {

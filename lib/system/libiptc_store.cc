@@ -65,7 +65,9 @@ const Api& api(Family f) {
       [](const char* c, xtc_handle* h) { return iptc_create_chain(c, h); },
       [](const char* c, xtc_handle* h) { return iptc_flush_entries(c, h); },
       [](const char* c, xtc_handle* h) { return iptc_delete_chain(c, h); },
-      [](const char* c, const void* e, xtc_handle* h) { return iptc_append_entry(c, static_cast<const ipt_entry*>(e), h); },
+      [](const char* c, const void* e, xtc_handle* h) {
+        return iptc_append_entry(c, static_cast<const ipt_entry*>(e), h);
+      },
       iptc_commit,
   };
   static const Api v6{
@@ -81,7 +83,9 @@ const Api& api(Family f) {
       [](const char* c, xtc_handle* h) { return ip6tc_create_chain(c, h); },
       [](const char* c, xtc_handle* h) { return ip6tc_flush_entries(c, h); },
       [](const char* c, xtc_handle* h) { return ip6tc_delete_chain(c, h); },
-      [](const char* c, const void* e, xtc_handle* h) { return ip6tc_append_entry(c, static_cast<const ip6t_entry*>(e), h); },
+      [](const char* c, const void* e, xtc_handle* h) {
+        return ip6tc_append_entry(c, static_cast<const ip6t_entry*>(e), h);
+      },
       ip6tc_commit,
   };
   return f == Family::V4 ? v4 : v6;
@@ -96,35 +100,33 @@ std::string module_hint(Family f, Table t) {
 // Our own words for libiptc's errors (iptc_strerror depends on global state; notes section 5).
 std::string init_error(Family f, Table t, int e) {
   switch (e) {
-    case EPERM:
-    case EACCES:
-      return fmt::format("cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)", what(f, t));
-    case ENOENT:
-      return fmt::format("cannot read {}: the kernel has no such table (load module {})", what(f, t), module_hint(f, t));
-    case ENOPROTOOPT:
-      return fmt::format("cannot read {}: the kernel has no legacy x_tables (load module {}; or use --backend restore)",
-                         what(f, t), f == Family::V4 ? "ip_tables" : "ip6_tables");
-    case 0:
-      return fmt::format("cannot read {}: the kernel returned an inconsistent table", what(f, t));
-    default:
-      return fmt::format("cannot read {}: {} ({})", what(f, t), std::strerror(e), e);
+  case EPERM:
+  case EACCES:
+    return fmt::format("cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)",
+                       what(f, t));
+  case ENOENT:
+    return fmt::format("cannot read {}: the kernel has no such table (load module {})", what(f, t), module_hint(f, t));
+  case ENOPROTOOPT:
+    return fmt::format("cannot read {}: the kernel has no legacy x_tables (load module {}; or use --backend restore)",
+                       what(f, t), f == Family::V4 ? "ip_tables" : "ip6_tables");
+  case 0: return fmt::format("cannot read {}: the kernel returned an inconsistent table", what(f, t));
+  default: return fmt::format("cannot read {}: {} ({})", what(f, t), std::strerror(e), e);
   }
 }
 
 std::string commit_error(Family f, Table t, int e) {
   switch (e) {
-    case EPERM:
-    case EACCES:
-      return fmt::format("cannot commit {}: permission denied (needs root or CAP_NET_ADMIN)", what(f, t));
-    case EINVAL:
-      return fmt::format("cannot commit {}: the kernel refused a rule (EINVAL; see dmesg for the reason)", what(f, t));
-    case ENOENT:
-      return fmt::format(
-          "cannot commit {}: the kernel lacks a match or target the rules use (ENOENT; load the xt_ modules: "
-          "xt_owner xt_multiport xt_tcpudp xt_REDIRECT xt_conntrack xt_mark xt_connmark xt_MARK xt_CONNMARK xt_TPROXY xt_CT)",
-          what(f, t));
-    default:
-      return fmt::format("cannot commit {}: {} ({})", what(f, t), std::strerror(e), e);
+  case EPERM:
+  case EACCES: return fmt::format("cannot commit {}: permission denied (needs root or CAP_NET_ADMIN)", what(f, t));
+  case EINVAL:
+    return fmt::format("cannot commit {}: the kernel refused a rule (EINVAL; see dmesg for the reason)", what(f, t));
+  case ENOENT:
+    return fmt::format(
+        "cannot commit {}: the kernel lacks a match or target the rules use (ENOENT; load the xt_ modules: "
+        "xt_owner xt_multiport xt_tcpudp xt_REDIRECT xt_conntrack xt_mark xt_connmark xt_MARK xt_CONNMARK xt_TPROXY "
+        "xt_CT)",
+        what(f, t));
+  default: return fmt::format("cannot commit {}: {} ({})", what(f, t), std::strerror(e), e);
   }
 }
 
@@ -210,7 +212,7 @@ Status stage(Family f, Table t, xtc_handle* h, const TableWrite& w) {
 
 bool legacy_xtables_available(Family family) {
   // Its existence, not its content: the file is readable by root only.
-  struct stat st{};
+  struct stat st {};
   return ::stat(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names", &st) == 0;
 }
 

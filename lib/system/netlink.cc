@@ -129,18 +129,25 @@ Result<bool> fwmark_rule_exists(mnl_socket* s, Family family, std::uint32_t mark
       bool has_mark = false;
     } seen;
     seen.table = h->table;
-    mnl_attr_parse(msg, sizeof(fib_rule_hdr), [](const nlattr* attr, void* d) -> int {
-      auto* x = static_cast<Seen*>(d);
-      if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0) return MNL_CB_OK;
-      switch (mnl_attr_get_type(attr)) {
-        case FRA_FWMARK: x->mark = mnl_attr_get_u32(attr); x->has_mark = true; break;
-        case FRA_FWMASK: x->mask = mnl_attr_get_u32(attr); break;
-        case FRA_TABLE: x->table = mnl_attr_get_u32(attr); break;
-        default: break;
-      }
-      return MNL_CB_OK;
-    }, &seen);
-    if (h->action == FR_ACT_TO_TBL && seen.has_mark && seen.mark == w->mark && seen.mask == 0xffffffffU && seen.table == w->table)
+    mnl_attr_parse(
+        msg, sizeof(fib_rule_hdr),
+        [](const nlattr* attr, void* d) -> int {
+          auto* x = static_cast<Seen*>(d);
+          if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0) return MNL_CB_OK;
+          switch (mnl_attr_get_type(attr)) {
+          case FRA_FWMARK:
+            x->mark = mnl_attr_get_u32(attr);
+            x->has_mark = true;
+            break;
+          case FRA_FWMASK: x->mask = mnl_attr_get_u32(attr); break;
+          case FRA_TABLE: x->table = mnl_attr_get_u32(attr); break;
+          default: break;
+          }
+          return MNL_CB_OK;
+        },
+        &seen);
+    if (h->action == FR_ACT_TO_TBL && seen.has_mark && seen.mark == w->mark && seen.mask == 0xffffffffU &&
+        seen.table == w->table)
       w->found = true;
     return MNL_CB_OK;
   };
@@ -166,7 +173,8 @@ Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
   mnl_attr_put_u32(nlh, FRA_TABLE, table);
   int e = request(s.value().get(), nlh);
   if (e != 0 && e != EEXIST)
-    return Error{fmt::format("cannot add the {} rule fwmark {} lookup {}: {}", family_name(family), mark, table, std::strerror(e))};
+    return Error{fmt::format("cannot add the {} rule fwmark {} lookup {}: {}", family_name(family), mark, table,
+                             std::strerror(e))};
   return ok_status();
 }
 
@@ -188,7 +196,8 @@ Status add_local_default_route(Family family, std::uint32_t table) {
   mnl_attr_put_u32(nlh, RTA_OIF, lo);
   int e = request(s.value().get(), nlh);
   if (e != 0 && e != EEXIST)
-    return Error{fmt::format("cannot add the {} local default route to table {}: {}", family_name(family), table, std::strerror(e))};
+    return Error{fmt::format("cannot add the {} local default route to table {}: {}", family_name(family), table,
+                             std::strerror(e))};
   return ok_status();
 }
 
@@ -205,11 +214,14 @@ Result<std::vector<NftTable>> list_nft_tables() {
     auto* out = static_cast<std::vector<NftTable>*>(data);
     const auto* g = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(msg));
     NftTable t{g->nfgen_family, {}};
-    mnl_attr_parse(msg, sizeof(nfgenmsg), [](const nlattr* attr, void* d) -> int {
-      if (mnl_attr_get_type(attr) == NFTA_TABLE_NAME && mnl_attr_validate(attr, MNL_TYPE_STRING) >= 0)
-        static_cast<NftTable*>(d)->name = mnl_attr_get_str(attr);
-      return MNL_CB_OK;
-    }, &t);
+    mnl_attr_parse(
+        msg, sizeof(nfgenmsg),
+        [](const nlattr* attr, void* d) -> int {
+          if (mnl_attr_get_type(attr) == NFTA_TABLE_NAME && mnl_attr_validate(attr, MNL_TYPE_STRING) >= 0)
+            static_cast<NftTable*>(d)->name = mnl_attr_get_str(attr);
+          return MNL_CB_OK;
+        },
+        &t);
     out->push_back(std::move(t));
     return MNL_CB_OK;
   };

@@ -18,7 +18,7 @@ enum class Backend { Auto, Libiptc, Restore };
 /// The choices that pick a backend (from --backend and --force-iptables-binary).
 struct BackendRequest {
   Backend backend = Backend::Auto;
-  std::string force_binary;  ///< "", "legacy" or "nft"
+  std::string force_binary;         ///< "", "legacy" or "nft"
   std::uint32_t wait_seconds = 30;  ///< passed to iptables-legacy-restore --wait
 };
 
@@ -31,8 +31,8 @@ struct OpenedStore {
 
 /// What TPROXY routing and the IPv6 passthrough address need.
 struct RouteRequest {
-  bool ipv6 = false;            ///< add ::6/128 to lo
-  bool tproxy_routes = false;   ///< ip rule fwmark MARK lookup TABLE; local default route in TABLE
+  bool ipv6 = false;           ///< add ::6/128 to lo
+  bool tproxy_routes = false;  ///< ip rule fwmark MARK lookup TABLE; local default route in TABLE
   std::uint32_t mark = 1337;
   std::uint32_t table = 133;
 };

@@ -23,8 +23,9 @@ std::string find_in_path(const std::string& name, const std::string& path) {
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
     std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    struct stat st{};
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
   }
   return "";
 }
@@ -90,7 +91,8 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const st
       if (fd >= 0 && (fds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
         char buf[65536];
         ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n > 0) (k == 1 ? result.out : result.err).append(buf, static_cast<std::size_t>(n));
+        if (n > 0)
+          (k == 1 ? result.out : result.err).append(buf, static_cast<std::size_t>(n));
         else if (n == 0 || errno != EINTR) {
           ::close(fd);
           fd = -1;

@@ -31,7 +31,9 @@ Status RealPlatform::enter_network_namespace(const std::string& path) {
   ::close(fd);
   if (r != 0)
     return Error{fmt::format("cannot enter network namespace {}: {}{}", path, std::strerror(e),
-                             e == EPERM ? " (needs CAP_SYS_ADMIN)" : e == EINVAL ? " (not a network namespace)" : "")};
+                             e == EPERM    ? " (needs CAP_SYS_ADMIN)"
+                             : e == EINVAL ? " (not a network namespace)"
+                                           : "")};
   return ok_status();
 }
 
@@ -80,8 +82,10 @@ Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
     }
   }
   if (backend == Backend::Libiptc) {
-    if (variant == "nft") return Error{"--backend libiptc programs legacy x_tables; it cannot honour --force-iptables-binary nft"};
-    return OpenedStore{std::make_unique<LibiptcStore>(groups_), fmt::format("libiptc (in-process): {}", why.empty() ? "--backend libiptc" : why)};
+    if (variant == "nft")
+      return Error{"--backend libiptc programs legacy x_tables; it cannot honour --force-iptables-binary nft"};
+    return OpenedStore{std::make_unique<LibiptcStore>(groups_),
+                       fmt::format("libiptc (in-process): {}", why.empty() ? "--backend libiptc" : why)};
   }
   if (variant.empty()) {
     std::string ignored;

@@ -65,9 +65,11 @@ sockaddr_storage make_addr(bool ipv6, const char* text, std::uint16_t port, sock
 int original_port(int fd, bool ipv6) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  int r = ipv6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len) : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len);
+  int r = ipv6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len)
+               : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len);
   if (r != 0) return -1;
-  return ipv6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port) : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return ipv6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+              : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
 }  // namespace
@@ -101,7 +103,10 @@ Status run_validation(const ValidationRequest& req, std::string& log) {
   std::vector<Fd> accepted;
   for (;;) {
     auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return Error{fmt::format("validation timeout after {} ms: no connection to {}:{} reached a listener with its original destination", req.timeout_ms, server_ip, req.probe_port)};
+    if (now >= deadline)
+      return Error{fmt::format(
+          "validation timeout after {} ms: no connection to {}:{} reached a listener with its original destination",
+          req.timeout_ms, server_ip, req.probe_port)};
     if (now >= next_attempt) {
       // A fresh connection from 127.0.0.1:0 (::1) to 127.0.0.6:probe_port (::6) each second.
       client = Fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));

@@ -11,7 +11,7 @@
 namespace istio_iptables {
 
 struct ValidationRequest {
-  bool ipv6 = false;                 ///< probe over ::1 -> ::6 instead of 127.0.0.1 -> 127.0.0.6
+  bool ipv6 = false;                    ///< probe over ::1 -> ::6 instead of 127.0.0.1 -> 127.0.0.6
   std::uint16_t outbound_port = 15001;  ///< -p: a listener is opened here too, as Istio does
   std::uint16_t inbound_port = 15006;   ///< -z
   std::uint16_t probe_port = 15002;     ///< --iptables-probe-port: the original destination to see

@@ -191,10 +191,10 @@ class EntryBuilder {
 std::uint8_t conntrack_bits(const std::vector<ConntrackState>& states) {
   std::uint16_t bits = 0;
   for (auto s : states) switch (s) {
-      case ConntrackState::Invalid: bits |= XT_CONNTRACK_STATE_INVALID; break;
-      case ConntrackState::Established: bits |= XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED); break;
-      case ConntrackState::Related: bits |= XT_CONNTRACK_STATE_BIT(IP_CT_RELATED); break;
-      case ConntrackState::New: bits |= XT_CONNTRACK_STATE_BIT(IP_CT_NEW); break;
+    case ConntrackState::Invalid: bits |= XT_CONNTRACK_STATE_INVALID; break;
+    case ConntrackState::Established: bits |= XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED); break;
+    case ConntrackState::Related: bits |= XT_CONNTRACK_STATE_BIT(IP_CT_RELATED); break;
+    case ConntrackState::New: bits |= XT_CONNTRACK_STATE_BIT(IP_CT_NEW); break;
     }
   return static_cast<std::uint8_t>(bits);
 }
@@ -216,12 +216,13 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
       if (a->negated) F::ip(header).invflags |= source ? F::kInvSrc : F::kInvDst;
     } else if (auto* i = std::get_if<InterfaceMatch>(&m)) {
       auto& ip = F::ip(header);
-      if (i->inbound) set_iface(ip.iniface, ip.iniface_mask, i->name);
-      else set_iface(ip.outiface, ip.outiface_mask, i->name);
+      if (i->inbound)
+        set_iface(ip.iniface, ip.iniface_mask, i->name);
+      else
+        set_iface(ip.outiface, ip.outiface_mask, i->name);
       if (i->negated) ip.invflags |= i->inbound ? F::kInvIn : F::kInvOut;
     } else if (auto* port = std::get_if<PortMatch>(&m)) {
-      if (!protocol || *protocol != port->protocol)
-        return Error{"internal: a port match without its protocol"};
+      if (!protocol || *protocol != port->protocol) return Error{"internal: a port match without its protocol"};
       bool dst = port->direction == Direction::Destination;
       if (port->protocol == Protocol::Tcp) {
         auto& t = b.add_match<xt_tcp>("tcp", 0);
@@ -375,9 +376,12 @@ std::optional<Rule> decode(const std::string& blob) {
   if (auto i = get_iface(ip.iniface)) r.matches.push_back(InterfaceMatch{true, *i, bool(ip.invflags & F::kInvIn)});
   if (auto o = get_iface(ip.outiface)) r.matches.push_back(InterfaceMatch{false, *o, bool(ip.invflags & F::kInvOut)});
   std::optional<Protocol> proto;
-  if (ip.proto == IPPROTO_TCP) proto = Protocol::Tcp;
-  else if (ip.proto == IPPROTO_UDP) proto = Protocol::Udp;
-  else if (ip.proto != 0) return std::nullopt;
+  if (ip.proto == IPPROTO_TCP)
+    proto = Protocol::Tcp;
+  else if (ip.proto == IPPROTO_UDP)
+    proto = Protocol::Udp;
+  else if (ip.proto != 0)
+    return std::nullopt;
   if (proto) r.matches.push_back(ProtocolMatch{*proto, bool(ip.invflags & F::kInvProto)});
   bool ok = true;
   for_each_match<Entry>(blob, [&](const xt_entry_match* m) {
@@ -392,12 +396,20 @@ std::optional<Rule> decode(const std::string& blob) {
       bool dst_set = !(u.dpts[0] == 0 && u.dpts[1] == 0xffff);
       bool src_set = !(u.spts[0] == 0 && u.spts[1] == 0xffff);
       std::uint8_t inv = name == "tcp" ? reinterpret_cast<const xt_tcp*>(data)->invflags : u.invflags;
-      if (dst_set == src_set || (dst_set ? u.dpts[0] != u.dpts[1] : u.spts[0] != u.spts[1])) { ok = false; return; }
-      if (dst_set) r.matches.push_back(PortMatch{p, Direction::Destination, u.dpts[0], bool(inv & XT_TCP_INV_DSTPT)});
-      else r.matches.push_back(PortMatch{p, Direction::Source, u.spts[0], bool(inv & XT_TCP_INV_SRCPT)});
+      if (dst_set == src_set || (dst_set ? u.dpts[0] != u.dpts[1] : u.spts[0] != u.spts[1])) {
+        ok = false;
+        return;
+      }
+      if (dst_set)
+        r.matches.push_back(PortMatch{p, Direction::Destination, u.dpts[0], bool(inv & XT_TCP_INV_DSTPT)});
+      else
+        r.matches.push_back(PortMatch{p, Direction::Source, u.spts[0], bool(inv & XT_TCP_INV_SRCPT)});
     } else if (name == "multiport" && rev == 1) {
       const auto* p = static_cast<const xt_multiport_v1*>(data);
-      if (p->flags != XT_MULTIPORT_DESTINATION) { ok = false; return; }
+      if (p->flags != XT_MULTIPORT_DESTINATION) {
+        ok = false;
+        return;
+      }
       MultiportMatch mp{{}, p->invert != 0};
       for (unsigned k = 0; k < p->count; ++k) mp.ports.push_back(p->ports[k]);
       r.matches.push_back(mp);
@@ -407,10 +419,14 @@ std::optional<Rule> decode(const std::string& blob) {
         r.matches.push_back(OwnerMatch{false, OwnerId{o->uid_min, {}}, o->invert == XT_OWNER_UID});
       else if (o->match == XT_OWNER_GID && o->gid_min == o->gid_max)
         r.matches.push_back(OwnerMatch{true, OwnerId{o->gid_min, {}}, o->invert == XT_OWNER_GID});
-      else ok = false;
+      else
+        ok = false;
     } else if (name == "conntrack" && rev == 3) {
       const auto* c = static_cast<const xt_conntrack_mtinfo3*>(data);
-      if (c->match_flags != XT_CONNTRACK_STATE) { ok = false; return; }
+      if (c->match_flags != XT_CONNTRACK_STATE) {
+        ok = false;
+        return;
+      }
       ConntrackMatch cm{{}, c->invert_flags == XT_CONNTRACK_STATE};
       if (c->state_mask & XT_CONNTRACK_STATE_INVALID) cm.states.push_back(ConntrackState::Invalid);
       if (c->state_mask & XT_CONNTRACK_STATE_BIT(IP_CT_NEW)) cm.states.push_back(ConntrackState::New);
@@ -419,9 +435,14 @@ std::optional<Rule> decode(const std::string& blob) {
       r.matches.push_back(cm);
     } else if ((name == "mark" || name == "connmark") && rev == 1) {
       const auto* mk = static_cast<const xt_mark_mtinfo1*>(data);
-      if (mk->mask != 0xffffffffU) { ok = false; return; }
-      if (name == "mark") r.matches.push_back(MarkMatch{mk->mark, mk->invert != 0});
-      else r.matches.push_back(ConnmarkMatch{mk->mark, mk->invert != 0});
+      if (mk->mask != 0xffffffffU) {
+        ok = false;
+        return;
+      }
+      if (name == "mark")
+        r.matches.push_back(MarkMatch{mk->mark, mk->invert != 0});
+      else
+        r.matches.push_back(ConnmarkMatch{mk->mark, mk->invert != 0});
     } else {
       ok = false;
     }
@@ -433,11 +454,16 @@ std::optional<Rule> decode(const std::string& blob) {
   const void* data = t->data;
   if (name.empty()) {
     name = blob.substr(e.next_offset);  // the label
-    if (name == "ACCEPT") r.target = VerdictTarget{Verdict::Accept};
-    else if (name == "DROP") r.target = VerdictTarget{Verdict::Drop};
-    else if (name == "RETURN") r.target = VerdictTarget{Verdict::Return};
-    else if (!name.empty() && name != "QUEUE" && name != "ERROR") r.target = JumpTarget{name};
-    else return std::nullopt;
+    if (name == "ACCEPT")
+      r.target = VerdictTarget{Verdict::Accept};
+    else if (name == "DROP")
+      r.target = VerdictTarget{Verdict::Drop};
+    else if (name == "RETURN")
+      r.target = VerdictTarget{Verdict::Return};
+    else if (!name.empty() && name != "QUEUE" && name != "ERROR")
+      r.target = JumpTarget{name};
+    else
+      return std::nullopt;
   } else if (name == "REDIRECT" && rev == 0) {
     std::uint16_t port;
     if constexpr (std::is_same_v<F, V4>) {
@@ -462,13 +488,17 @@ std::optional<Rule> decode(const std::string& blob) {
   } else if (name == "CONNMARK" && rev == 2) {
     const auto* info = static_cast<const xt_connmark_tginfo2*>(data);
     if (info->ctmask != 0xffffffffU || info->nfmask != 0xffffffffU || info->shift_bits != 0) return std::nullopt;
-    if (info->mode == XT_CONNMARK_SAVE) r.target = ConnmarkTarget{false};
-    else if (info->mode == XT_CONNMARK_RESTORE) r.target = ConnmarkTarget{true};
-    else return std::nullopt;
+    if (info->mode == XT_CONNMARK_SAVE)
+      r.target = ConnmarkTarget{false};
+    else if (info->mode == XT_CONNMARK_RESTORE)
+      r.target = ConnmarkTarget{true};
+    else
+      return std::nullopt;
   } else if (name == "CT" && rev == 2) {
     const auto* info = static_cast<const xt_ct_target_info_v1*>(data);
     // Only a plain zone is ours: NOTRACK, helpers, timeouts and event masks are someone else's.
-    if (info->flags != 0 || info->helper[0] != 0 || info->timeout[0] != 0 || info->ct_events != 0 || info->exp_events != 0)
+    if (info->flags != 0 || info->helper[0] != 0 || info->timeout[0] != 0 || info->ct_events != 0 ||
+        info->exp_events != 0)
       return std::nullopt;
     r.target = CtTarget{info->zone};
   } else {

@@ -31,7 +31,8 @@ Result<XtablesLock> XtablesLock::acquire(const std::string& lockfile, double wai
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       ::close(fd);
-      return Error{fmt::format("another program holds the xtables lock {}; gave up after {}s (--wait)", path, wait_seconds)};
+      return Error{
+          fmt::format("another program holds the xtables lock {}; gave up after {}s (--wait)", path, wait_seconds)};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

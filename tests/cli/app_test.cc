@@ -7,8 +7,22 @@ using namespace istio_iptables;
 using namespace istio_iptables::testing;
 
 namespace {
-const std::vector<std::string> kInjected = {"-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
-                                            "-x", "", "-b", "*", "-d", "15090,15021,15020",
+const std::vector<std::string> kInjected = {"-p",
+                                            "15001",
+                                            "-z",
+                                            "15006",
+                                            "-u",
+                                            "1337",
+                                            "-m",
+                                            "REDIRECT",
+                                            "-i",
+                                            "*",
+                                            "-x",
+                                            "",
+                                            "-b",
+                                            "*",
+                                            "-d",
+                                            "15090,15021,15020",
                                             "--log_output_level=default:info"};
 std::vector<std::string> with(std::vector<std::string> args, std::initializer_list<std::string> more) {
   args.insert(args.end(), more);

@@ -12,7 +12,8 @@ TEST_CASE("address: IPv4 and IPv6 print as Go's netip does") {
   CHECK(format_address(*parse_address("::1")) == "::1");
   CHECK(format_address(*parse_address("fe80::")) == "fe80::");
   CHECK(format_address(*parse_address("2001:db8:1:2:3:4:5:6")) == "2001:db8:1:2:3:4:5:6");
-  CHECK(format_address(*parse_address("2001:0:1:1:1:1:1:1")) == "2001:0:1:1:1:1:1:1");  // a single zero group is not compressed
+  CHECK(format_address(*parse_address("2001:0:1:1:1:1:1:1")) ==
+        "2001:0:1:1:1:1:1:1");  // a single zero group is not compressed
   // Istio's dns-uid-gid case passes "::127.0.0.53"; netip prints it as ::7f00:35.
   CHECK(format_address(*parse_address("::127.0.0.53")) == "::7f00:35");
   CHECK(format_address(*parse_address("::ffff:198.51.100.7")) == "::ffff:198.51.100.7");
@@ -32,7 +33,8 @@ TEST_CASE("address: prefixes keep the address as written and need a length") {
   CHECK(format_address(masked(*p)) == "10.0.0.0");
   CHECK(format_address(masked(*parse_prefix("2001:db8:ffff::1/36"))) == "2001:db8:f000::");
   CHECK(format_prefix(*parse_prefix("2001:DB8::/32")) == "2001:db8::/32");
-  for (const char* bad : {"10.0.0.1", "10.0.0.0/33", "10.0.0.0/08", "::/129", "10.0.0.0/", "/8", "10.0.0.0/-1", "10.0.0.0/8/8"})
+  for (const char* bad :
+       {"10.0.0.1", "10.0.0.0/33", "10.0.0.0/08", "::/129", "10.0.0.0/", "/8", "10.0.0.0/-1", "10.0.0.0/8/8"})
     CHECK_FALSE(parse_prefix(bad).has_value());
 }
 

@@ -60,7 +60,8 @@ TEST_CASE("apply: foreign rules keep their places; ours go where iptables-restor
   CHECK(store.chain(Family::V4, Table::Nat, "PREROUTING") ==
         std::vector<std::string>{"-i vnet0 -j ISTIO_REDIRECT", "-i vnet0 -j RETURN", "-s 198.51.100.0/24 -j ACCEPT",
                                  "-p tcp -j ISTIO_INBOUND"});
-  CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT") == std::vector<std::string>{"-j KUBE-SERVICES", "-j ISTIO_OUTPUT"});
+  CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT") ==
+        std::vector<std::string>{"-j KUBE-SERVICES", "-j ISTIO_OUTPUT"});
 }
 
 TEST_CASE("apply: a new configuration replaces ours, chains of the old one included") {
@@ -118,7 +119,8 @@ TEST_CASE("cleanup: removes our chains and rules of any configuration and keeps 
   for (auto& [key, lines] : everything(store))
     for (const auto& line : lines) CHECK(line.find("ISTIO") == std::string::npos);
   CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT") == std::vector<std::string>{"-j KUBE-SERVICES"});
-  CHECK(store.chain(Family::V4, Table::Mangle, "OUTPUT") == std::vector<std::string>{"-p tcp -o lo -m mark --mark 7 -j ACCEPT"});
+  CHECK(store.chain(Family::V4, Table::Mangle, "OUTPUT") ==
+        std::vector<std::string>{"-p tcp -o lo -m mark --mark 7 -j ACCEPT"});
   CHECK(store.chain(Family::V4, Table::Mangle, "PREROUTING").empty());  // CONNMARK and -i eth9 RETURN gone
 }
 
@@ -132,7 +134,8 @@ TEST_CASE("check: reports missing, extra and misplaced rules by family, table an
   for (auto& c : out.chains)
     if (c.name == "ISTIO_OUTPUT") {
       c.rules.pop_back();  // "-j ISTIO_REDIRECT"
-      c.rules.push_back(InstalledRule{"-p tcp --dport 7 -j RETURN", "-p tcp --dport 7 -j RETURN", parse_rule_spec("-p tcp --dport 7 -j RETURN")});
+      c.rules.push_back(InstalledRule{"-p tcp --dport 7 -j RETURN", "-p tcp --dport 7 -j RETURN",
+                                      parse_rule_spec("-p tcp --dport 7 -j RETURN")});
     }
   auto diff = check(store, plan(sidecar(false, false)));
   REQUIRE(diff);

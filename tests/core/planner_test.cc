@@ -42,7 +42,8 @@ TEST_CASE("planner: the worked example of istio-behaviour.md section 3.4, to the
       "-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT\n"
       "-A OUTPUT -j ISTIO_OUTPUT\n"
       "-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN\n"
-      "-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT\n"
+      "-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j "
+      "ISTIO_IN_REDIRECT\n"
       "-A ISTIO_OUTPUT -o lo -p tcp ! --dport 53 -m owner ! --uid-owner 1337 -j RETURN\n"
       "-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
       "-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT\n"
@@ -92,7 +93,8 @@ TEST_CASE("planner: DNS capture without a nameserver is dropped in the current l
   c.layout = Layout::V1_24;
   auto legacy = plan(c);
   CHECK(has_table(legacy.v4, Table::Raw));
-  CHECK(chain_rules(legacy.v4, Table::Nat, "ISTIO_OUTPUT")[1].find("multiport ! --dports 53,15008") != std::string::npos);
+  CHECK(chain_rules(legacy.v4, Table::Nat, "ISTIO_OUTPUT")[1].find("multiport ! --dports 53,15008") !=
+        std::string::npos);
   CHECK(chain_rules(legacy.v4, Table::Nat, "OUTPUT") ==
         std::vector<std::string>{"-p tcp -j ISTIO_OUTPUT", "-p udp -j ISTIO_OUTPUT"});
 }
@@ -104,7 +106,8 @@ TEST_CASE("planner: a loopback include CIDR drops the lo RETURN rules of both fa
   auto p = plan(c);
   for (const Ruleset* rs : {&p.v4, &*p.v6}) {
     auto rules = chain_rules(*rs, Table::Nat, "ISTIO_OUTPUT");
-    CHECK(std::none_of(rules.begin(), rules.end(), [](const std::string& r) { return r.find("! --uid-owner") != std::string::npos; }));
+    CHECK(std::none_of(rules.begin(), rules.end(),
+                       [](const std::string& r) { return r.find("! --uid-owner") != std::string::npos; }));
   }
 }
 
@@ -124,7 +127,8 @@ TEST_CASE("planner: TPROXY marks are set even without inbound ports, and ISTIO_I
   c.mode = InterceptionMode::Tproxy;
   c.inbound_ports = {};
   auto p = plan(c);
-  CHECK(chain_rules(p.v4, Table::Mangle, "PREROUTING") == std::vector<std::string>{"-p tcp -m mark --mark 1337 -j CONNMARK --save-mark"});
+  CHECK(chain_rules(p.v4, Table::Mangle, "PREROUTING") ==
+        std::vector<std::string>{"-p tcp -m mark --mark 1337 -j CONNMARK --save-mark"});
   CHECK(chain_rules(p.v4, Table::Mangle, "ISTIO_INBOUND") ==
         std::vector<std::string>{"-p tcp -m mark --mark 1337 -j RETURN", "-p tcp -s 127.0.0.6/32 -i lo -j RETURN",
                                  "-p tcp -i lo -m mark ! --mark 1338 -j RETURN"});
@@ -139,14 +143,16 @@ TEST_CASE("planner: -d only counts with -b '*'") {
   Config c = injected_sidecar();
   c.inbound_ports = PortList{false, {8080}};
   auto inbound = chain_rules(plan(c).v4, Table::Nat, "ISTIO_INBOUND");
-  CHECK(inbound == std::vector<std::string>{"-p tcp --dport 15008 -j RETURN", "-p tcp --dport 8080 -j ISTIO_IN_REDIRECT"});
+  CHECK(inbound ==
+        std::vector<std::string>{"-p tcp --dport 15008 -j RETURN", "-p tcp --dport 8080 -j ISTIO_IN_REDIRECT"});
 }
 
 TEST_CASE("planner: owner groups, include list versus exclude list") {
   Config c = injected_sidecar();
   c.owner_groups = OwnerGroups{false, {OwnerId{std::nullopt, "java"}, OwnerId{202U, {}}}, {}};
   auto rules = chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT");
-  CHECK(std::count(rules.begin(), rules.end(), "-m owner ! --gid-owner java -m owner ! --gid-owner 202 -j RETURN") == 1);
+  CHECK(std::count(rules.begin(), rules.end(), "-m owner ! --gid-owner java -m owner ! --gid-owner 202 -j RETURN") ==
+        1);
   c.owner_groups = OwnerGroups{false, {}, {}};
   rules = chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT");
   CHECK(std::count(rules.begin(), rules.end(), "-j RETURN") == 1);  // nothing is captured

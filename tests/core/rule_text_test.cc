@@ -16,8 +16,9 @@ std::string canon(const std::string& spec) {
 }  // namespace
 
 TEST_CASE("rule text: iptables-save's and Istio's spellings of one rule have one canonical form") {
-  CHECK(canon("-o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT") ==
-        canon("! -d 127.0.0.1/32 -o lo -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT"));
+  CHECK(canon("-o lo ! -d 127.0.0.1/32 -p tcp -m multiport ! --dports 53,15008 -m owner --uid-owner 1337 -j "
+              "ISTIO_IN_REDIRECT") == canon("! -d 127.0.0.1/32 -o lo -p tcp -m multiport ! --dports 53,15008 -m owner "
+                                            "--uid-owner 1337 -j ISTIO_IN_REDIRECT"));
   CHECK(canon("-p udp --dport 53 -d 10.96.0.10/32 -j REDIRECT --to-port 15053") ==
         canon("-d 10.96.0.10/32 -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053"));
   CHECK(canon("-j MARK --set-mark 1338") == canon("-j MARK --set-xmark 0x53a/0xffffffff"));
@@ -29,15 +30,17 @@ TEST_CASE("rule text: iptables-save's and Istio's spellings of one rule have one
 }
 
 TEST_CASE("rule text: anything outside the model is not decoded") {
-  for (const char* spec : {"-j DNAT --to-destination 192.0.2.20:8080", "-p tcp -m comment --comment x -j ACCEPT",
-                           "-j CT --notrack", "-j MARK --set-xmark 0x1/0xff", "-p sctp -j ACCEPT", "-j CONNMARK --set-mark 1",
-                           "-p tcp --dport 1:100 -j RETURN", "! ! -p tcp -j RETURN", "-m owner --uid-owner root -j RETURN"})
+  for (const char* spec :
+       {"-j DNAT --to-destination 192.0.2.20:8080", "-p tcp -m comment --comment x -j ACCEPT", "-j CT --notrack",
+        "-j MARK --set-xmark 0x1/0xff", "-p sctp -j ACCEPT", "-j CONNMARK --set-mark 1",
+        "-p tcp --dport 1:100 -j RETURN", "! ! -p tcp -j RETURN", "-m owner --uid-owner root -j RETURN"})
     CHECK_FALSE(parse_rule_spec(spec).has_value());
 }
 
 TEST_CASE("rule text: a ruleset text splits into families and applies -N, -A and -I as iptables-restore does") {
-  auto parsed = parse_ruleset_text("* nat\n-N ISTIO_X\n-A PREROUTING -j ISTIO_X\n-I PREROUTING 1 -i eth1 -j RETURN\n"
-                                   "COMMIT\n# ip6tables-restore\n*nat\n:OUTPUT ACCEPT [0:0]\n[3:180] -A OUTPUT -j RETURN\nCOMMIT\n");
+  auto parsed = parse_ruleset_text(
+      "* nat\n-N ISTIO_X\n-A PREROUTING -j ISTIO_X\n-I PREROUTING 1 -i eth1 -j RETURN\n"
+      "COMMIT\n# ip6tables-restore\n*nat\n:OUTPUT ACCEPT [0:0]\n[3:180] -A OUTPUT -j RETURN\nCOMMIT\n");
   REQUIRE(parsed);
   REQUIRE(parsed.value().v4.size() == 1);
   const auto& chains = parsed.value().v4[0].chains;

@@ -67,7 +67,8 @@ TEST_CASE("settings: flag over alias variable over primary variable over default
   CHECK(config({}, {{"INBOUND_CAPTURE_PORT", "16006"}}).inbound_capture_port == 16006);
   CHECK(config({{"inbound-capture-port", "17006"}}, {{"INBOUND_CAPTURE_PORT", "16006"}}).inbound_capture_port == 17006);
   // Istio applies ISTIO_META_DNS_CAPTURE after REDIRECT_DNS: the alias wins.
-  CHECK(config({}, {{"REDIRECT_DNS", "false"}, {"ISTIO_META_DNS_CAPTURE", "true"}, {"CAPTURE_ALL_DNS", "1"}}).redirect_dns);
+  CHECK(config({}, {{"REDIRECT_DNS", "false"}, {"ISTIO_META_DNS_CAPTURE", "true"}, {"CAPTURE_ALL_DNS", "1"}})
+            .redirect_dns);
   CHECK_FALSE(config({}, {{"REDIRECT_DNS", "true"}, {"ISTIO_META_DNS_CAPTURE", "false"}}).redirect_dns);
   CHECK_FALSE(config({{"redirect-dns", "false"}}, {{"ISTIO_META_DNS_CAPTURE", "true"}}).redirect_dns);
   CHECK(config({}, {{"INVALID_DROP", "T"}}).drop_invalid);
@@ -85,7 +86,8 @@ TEST_CASE("settings: owner groups, present-but-empty include and exclude") {
   CHECK_FALSE(empty.owner_groups.include_all);
   CHECK(empty.owner_groups.include.empty());
   // The exclude list only counts when the include list is "*".
-  CHECK(config({}, {{"ISTIO_OUTBOUND_OWNER_GROUPS", "java"}, {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", "888"}}).owner_groups.exclude.empty());
+  CHECK(config({}, {{"ISTIO_OUTBOUND_OWNER_GROUPS", "java"}, {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", "888"}})
+            .owner_groups.exclude.empty());
 }
 
 TEST_CASE("settings: --compat maps releases to layouts") {
@@ -98,7 +100,8 @@ TEST_CASE("settings: --compat maps releases to layouts") {
 
 TEST_CASE("settings: nameservers come from --dns-servers, else from resolv.conf") {
   FakeFacts facts;
-  facts.files["/etc/resolv.conf"] = "search default.svc.cluster.local\nnameserver 10.96.0.10\n# nameserver 1.1.1.1\nnameserver fd00::a\nnameserver bogus\noptions ndots:5\n";
+  facts.files["/etc/resolv.conf"] = "search default.svc.cluster.local\nnameserver 10.96.0.10\n# nameserver "
+                                    "1.1.1.1\nnameserver fd00::a\nnameserver bogus\noptions ndots:5\n";
   auto r = settings({{"ipv6", "off"}, {"redirect-dns", "true"}}, {}, facts);
   const auto& s = std::get<Settings>(r);
   REQUIRE(s.config.dns_servers_v4.size() == 1);
@@ -143,15 +146,23 @@ TEST_CASE("settings: bad input is refused, naming the flag or variable and the v
       {{{"istio-inbound-ports", "80,*"}}, {}, "'*' stands alone"},
       {{{"istio-local-exclude-ports", "70000"}}, {}, "--istio-local-exclude-ports: invalid item \"70000\""},
       {{{"istio-outbound-ports", "1:100"}}, {}, "--istio-outbound-ports: invalid item \"1:100\""},
-      {{{"istio-local-outbound-ports-exclude", " 53"}}, {}, "--istio-local-outbound-ports-exclude: invalid item \" 53\""},
-      {{{"istio-service-cidr", "10.0.0.0"}}, {}, "--istio-service-cidr: invalid item \"10.0.0.0\" in \"10.0.0.0\": not a CIDR"},
+      {{{"istio-local-outbound-ports-exclude", " 53"}},
+       {},
+       "--istio-local-outbound-ports-exclude: invalid item \" 53\""},
+      {{{"istio-service-cidr", "10.0.0.0"}},
+       {},
+       "--istio-service-cidr: invalid item \"10.0.0.0\" in \"10.0.0.0\": not a CIDR"},
       {{{"istio-service-cidr", "*,10.0.0.0/8"}}, {}, "--istio-service-cidr: invalid item \"*\""},
-      {{{"istio-service-exclude-cidr", "10.0.0.0/33"}}, {}, "--istio-service-exclude-cidr: invalid item \"10.0.0.0/33\""},
+      {{{"istio-service-exclude-cidr", "10.0.0.0/33"}},
+       {},
+       "--istio-service-exclude-cidr: invalid item \"10.0.0.0/33\""},
       {{{"istio-service-exclude-cidr", "*"}}, {}, "--istio-service-exclude-cidr: invalid value \"*\""},
       {{}, {{"ISTIO_EXCLUDE_INTERFACES", "eth0/1"}}, "invalid item \"eth0/1\""},
       {{{"istio-exclude-interfaces", "abcdefghijklmnop"}}, {}, "invalid item \"abcdefghijklmnop\""},
       {{{"istio-exclude-interfaces", "eth 0"}}, {}, "invalid item \"eth 0\""},
-      {{{"kube-virt-interfaces", "eth0\n-A OUTPUT -j DROP"}}, {}, "--kube-virt-interfaces: invalid item \"eth0\\x0a-A OUTPUT -j DROP\""},
+      {{{"kube-virt-interfaces", "eth0\n-A OUTPUT -j DROP"}},
+       {},
+       "--kube-virt-interfaces: invalid item \"eth0\\x0a-A OUTPUT -j DROP\""},
       {{{"kube-virt-interfaces", "eth\t0"}}, {}, "invalid item \"eth\\x090\""},
       {{{"kube-virt-interfaces", "-j"}}, {}, "invalid item \"-j\""},
       {{{"kube-virt-interfaces", "e+th"}}, {}, "invalid item \"e+th\""},
@@ -162,21 +173,33 @@ TEST_CASE("settings: bad input is refused, naming the flag or variable and the v
       {{{"istio-inbound-tproxy-mark", "4294967296"}}, {}, "--istio-inbound-tproxy-mark: invalid value \"4294967296\""},
       {{{"istio-inbound-tproxy-route-table", "254"}}, {}, "--istio-inbound-tproxy-route-table: invalid value \"254\""},
       {{{"istio-inbound-tproxy-route-table", "0"}}, {}, "--istio-inbound-tproxy-route-table: invalid value \"0\""},
-      {{{"istio-inbound-interception-mode", "tproxy"}}, {}, "--istio-inbound-interception-mode: invalid value \"tproxy\""},
+      {{{"istio-inbound-interception-mode", "tproxy"}},
+       {},
+       "--istio-inbound-interception-mode: invalid value \"tproxy\""},
       {{{"compat", "1.22"}}, {}, "--compat: invalid value \"1.22\": releases before 1.23"},
       {{{"compat", "2.0"}}, {}, "--compat: invalid value \"2.0\""},
       {{{"compat", "latest-ish"}}, {}, "--compat: invalid value \"latest-ish\""},
       {{{"ipv6", "maybe"}}, {}, "--ipv6: invalid value \"maybe\""},
       {{{"dry-run", "yes"}}, {}, "--dry-run: invalid value \"yes\": not a boolean"},
-      {{}, {{"ISTIO_META_DNS_CAPTURE", "enabled"}}, "environment variable ISTIO_META_DNS_CAPTURE: invalid value \"enabled\""},
+      {{},
+       {{"ISTIO_META_DNS_CAPTURE", "enabled"}},
+       "environment variable ISTIO_META_DNS_CAPTURE: invalid value \"enabled\""},
       {{{"probe-timeout", "5"}}, {}, "--probe-timeout: invalid value \"5\""},
       {{{"iptables-probe-port", "0"}}, {}, "--iptables-probe-port: invalid value \"0\""},
       {{{"force-iptables-binary", "nf_tables"}}, {}, "--force-iptables-binary: invalid value \"nf_tables\""},
       {{{"native-nftables", "true"}}, {}, "--native-nftables: the nftables backend is not implemented"},
-      {{{"redirect-dns", "true"}, {"dns-servers", "10.96.0.10,dns.local"}}, {}, "--dns-servers: invalid item \"dns.local\""},
-      {{}, {{"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", "10.0.0.1/32"}}, "environment variable ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: invalid value \"10.0.0.1/32\""},
-      {{}, {{"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", "127.0.0.1/7"}}, "ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: invalid value \"127.0.0.1/7\""},
-      {{}, {{"ISTIO_OUTBOUND_OWNER_GROUPS", "java,bad group"}}, "ISTIO_OUTBOUND_OWNER_GROUPS: invalid item \"bad group\""},
+      {{{"redirect-dns", "true"}, {"dns-servers", "10.96.0.10,dns.local"}},
+       {},
+       "--dns-servers: invalid item \"dns.local\""},
+      {{},
+       {{"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", "10.0.0.1/32"}},
+       "environment variable ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: invalid value \"10.0.0.1/32\""},
+      {{},
+       {{"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", "127.0.0.1/7"}},
+       "ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: invalid value \"127.0.0.1/7\""},
+      {{},
+       {{"ISTIO_OUTBOUND_OWNER_GROUPS", "java,bad group"}},
+       "ISTIO_OUTBOUND_OWNER_GROUPS: invalid item \"bad group\""},
       {{}, {{"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", "-x"}}, "ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: invalid item \"-x\""},
   };
   for (const auto& c : cases) {

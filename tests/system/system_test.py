@@ -354,6 +354,19 @@ def tproxy_routes_and_ipv6_passthrough_address():
     assert "inet6 ::6/128" in addrs, addrs
 
 
+@test
+def network_namespace_flag_programs_that_namespace_only():
+    args, env = scenario("sidecar-dns")
+    # The outer namespace is a throwaway too; the tool must program the named one and not this one.
+    name = f"istio-iptables-test-{os.getpid()}"
+    p = ns(f"ip netns add {name} && {tool(args, '--network-namespace', '/run/netns/' + name)} 2>/dev/null; "
+           f"echo outer:; {{ iptables-legacy-save | grep -c ISTIO || true; }}; echo inner:; "
+           f"ip netns exec {name} sh -c 'iptables-legacy-save | grep -c ISTIO'; ip netns del {name}", env)
+    outer, inner = p.stdout.split("outer:")[1].split("inner:")
+    assert outer.strip() == "0", p.stdout
+    assert int(inner.strip()) > 10, p.stdout
+
+
 # ---- point 11: errors ----------------------------------------------------------------------------
 
 @test

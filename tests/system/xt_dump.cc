@@ -25,7 +25,8 @@ void dump(const char* table) {
   xtc_handle* h = V6 ? ip6tc_init(table) : iptc_init(table);
   if (!h) return;
   Family f = V6 ? Family::V6 : Family::V4;
-  for (const char* c = V6 ? ip6tc_first_chain(h) : iptc_first_chain(h); c; c = V6 ? ip6tc_next_chain(h) : iptc_next_chain(h)) {
+  for (const char* c = V6 ? ip6tc_first_chain(h) : iptc_first_chain(h); c;
+       c = V6 ? ip6tc_next_chain(h) : iptc_next_chain(h)) {
     std::string chain = c;
     if constexpr (V6) {
       for (const ip6t_entry* e = ip6tc_first_rule(c, h); e; e = ip6tc_next_rule(e, h)) {
@@ -41,7 +42,10 @@ void dump(const char* table) {
       }
     }
   }
-  if (V6) ip6tc_free(h); else iptc_free(h);
+  if (V6)
+    ip6tc_free(h);
+  else
+    iptc_free(h);
 }
 
 template <bool V6>

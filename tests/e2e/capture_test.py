@@ -15,6 +15,7 @@ Needs root, iproute2, iptables and python3; exits 77 without root.
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,11 +29,16 @@ if "--tamper" in args:
     TAMPER = args[i + 1]
     del args[i:i + 2]
 ONLY = args[0] if args else ""
-NODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node.py")
-PY = sys.executable
+# The stand-ins run as other users: give them a copy of node.py and an interpreter they can read
+# (the checkout may sit in a private directory; Debian's python3 is installed by the scripts).
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 TAG = f"it{os.getpid() % 100000}"
 POD, PEER = f"{TAG}-pod", f"{TAG}-peer"
 WORK = tempfile.mkdtemp(prefix="istio-iptables-e2e-")
+os.chmod(WORK, 0o755)
+NODE = os.path.join(WORK, "node.py")
+shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "node.py"), NODE)
+os.chmod(NODE, 0o644)
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": os.path.join(WORK, "xtables.lock")}
 
 POD4, PEER4, OTHER4 = "192.0.2.2", "192.0.2.1", "192.0.2.5"
@@ -90,7 +96,7 @@ class Pod:
         global STARTED
         STARTED += 1
         ready = os.path.join(WORK, f"ready-{STARTED}")
-        os.chmod(WORK, 0o777)
+        os.chmod(WORK, 0o777)  # the stand-ins write their ready files here
         full = cmd.format(ready=ready)
         if as_uid:
             full = as_user(as_uid, full, caps)
@@ -275,6 +281,7 @@ def main():
         else:
             print(f"PASS {name}")
     print(f"{len(results) - failed} passed, {failed} failed")
+    shutil.rmtree(WORK, ignore_errors=True)
     return 1 if failed else 0
 
 

@@ -62,9 +62,12 @@ Prefix v6_prefix(std::uint8_t last, unsigned len) {
 
 class Builder {
  public:
-  explicit Builder(bool ipv6) : ipv6_(ipv6) {
+  Builder(bool ipv6, std::size_t expected_rules) : ipv6_(ipv6) {
     v4_.family = Family::V4;
     v6_.family = Family::V6;
+    // Plans with thousands of excluded CIDRs or ports: grow once, not by doubling and moving.
+    v4_.ops.reserve(expected_rules);
+    if (ipv6_) v6_.ops.reserve(expected_rules);
   }
 
   /// Appends to both families.
@@ -123,9 +126,19 @@ class Builder {
 
 // ---- the algorithm ---------------------------------------------------------------------------
 
+// An upper bound of one family's rule count, to size the lists once.
+std::size_t expected_rules(const Config& c) {
+  const std::size_t nics = c.kube_virt_interfaces.size();
+  return 64 + 4 * c.exclude_interfaces.size() + nics + c.outbound_exclude.size() + 2 * c.outbound_ports_exclude.size() +
+         c.outbound_ports_include.size() + (1 + nics) * (c.outbound_include.prefixes.size() + 1) +
+         3 * (c.inbound_ports.ports.size() + c.inbound_ports_exclude.size()) +
+         8 * (c.proxy_uids.size() + c.proxy_gids.size()) + 2 * (c.owner_groups.exclude.size() + 1) +
+         6 * (c.dns_servers_v4.size() + c.dns_servers_v6.size());
+}
+
 class Planner {
  public:
-  explicit Planner(const Config& c) : c_(c), b_(c.enable_ipv6) {}
+  explicit Planner(const Config& c) : c_(c), b_(c.enable_ipv6, expected_rules(c)) {}
 
   Plan run() && {
     const bool legacy = c_.layout == Layout::V1_24;

@@ -100,8 +100,8 @@ Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& p
       if (!snap) return Error{snap.error().message};
       now = std::move(snap).value();
     } else {
-      for (const auto& op : job.ops)  // a missing table: its built-in chains are empty
-        if (is_builtin_chain(op.chain) && !now.find(op.chain)) now.chains.push_back(InstalledChain{op.chain, true, {}});
+      for (const auto& name : builtin_chains(job.table))  // a missing table: empty built-in chains
+        now.chains.push_back(InstalledChain{name, true, {}});
     }
     auto diffs = differences(now, desired_table(now, job.ops));
     if (!diffs.empty()) out.push_back(TableDifferences{job.family, job.table, std::move(diffs)});

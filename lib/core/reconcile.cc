@@ -267,11 +267,14 @@ std::vector<Difference> differences(const Snapshot& current, const DesiredTable&
       out.push_back(
           {Difference::Misplaced, want.name, "our rules stand elsewhere among the other rules of this chain"});
   }
-  for (const auto& c : current.chains)
-    if (is_owned_chain(c.name) && std::none_of(desired.chains.begin(), desired.chains.end(),
+  // Chains of ours the plan does not have: each rule is extra, or the empty chain itself.
+  for (const auto& c : current.chains) {
+    if (!is_owned_chain(c.name) || std::any_of(desired.chains.begin(), desired.chains.end(),
                                                [&](const DesiredChain& x) { return x.name == c.name; }))
-      for (const auto& r : c.rules.empty() ? std::vector<InstalledRule>{InstalledRule{"", "", std::nullopt}} : c.rules)
-        out.push_back({Difference::Extra, c.name, r.rule ? rule_spec(*r.rule) : "(the chain itself)"});
+      continue;
+    if (c.rules.empty()) out.push_back({Difference::Extra, c.name, "(the empty chain itself)"});
+    for (const auto& r : c.rules) out.push_back({Difference::Extra, c.name, describe(r)});
+  }
   return out;
 }
 

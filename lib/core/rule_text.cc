@@ -354,17 +354,16 @@ Result<ParsedText> parse_ruleset_text(const std::string& text) {
       }
       std::string spec;
       for (std::size_t k = first; k < t.size(); ++k) spec += (k == first ? "" : " ") + t[k];
-      TextChain& c = chain_ref(t[1]);
+      chain_ref(t[1]);  // the chain is named before its jump target, as iptables-restore sees them
       TextRule rule{spec, counters, parse_rule_spec(spec)};
       if (rule.rule)
         if (auto target = jump_chain(*rule.rule)) chain_ref(*target);
-      TextChain& again = chain_ref(t[1]);  // chain_ref may have moved the vector
-      (void)c;
+      TextChain& chain = chain_ref(t[1]);  // looked up again: declaring the target may move the vector
       if (insert) {
-        std::size_t pos = position == 0 ? 0 : std::min(position - 1, again.rules.size());
-        again.rules.insert(again.rules.begin() + static_cast<std::ptrdiff_t>(pos), rule);
+        std::size_t pos = position == 0 ? 0 : std::min(position - 1, chain.rules.size());
+        chain.rules.insert(chain.rules.begin() + static_cast<std::ptrdiff_t>(pos), rule);
       } else {
-        again.rules.push_back(rule);
+        chain.rules.push_back(std::move(rule));
       }
       continue;
     }

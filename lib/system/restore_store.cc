@@ -25,12 +25,15 @@ std::string RestoreStore::binary(Family family, const char* kind) const {
 }
 
 Result<std::string> RestoreStore::save(Family family) {
+  auto& cached = saved_[family == Family::V4 ? 0 : 1];
+  if (cached) return *cached;
   // Without -t: only tables that exist are listed, and none is created by asking.
   auto r = run_process({binary(family, "save"), "-c"}, "", {{"PATH", path_}}, path_);
   if (!r) return Error{r.error().message};
   if (r.value().exit_code != 0)
     return Error{fmt::format("{} failed (exit {}): {}", binary(family, "save"), r.value().exit_code, r.value().err)};
-  return std::move(r).value().out;
+  cached = std::move(r).value().out;
+  return *cached;
 }
 
 bool RestoreStore::table_exists(Family family, Table table) {
@@ -94,6 +97,7 @@ Result<bool> RestoreStore::transact(Family family, Table table,
   std::vector<std::string> argv = {binary(family, "restore"), "--noflush", "--counters"};
   if (variant_ == "legacy") argv.push_back(fmt::format("--wait={}", wait_));
   auto r = run_process(argv, text, {{"PATH", path_}}, path_);
+  saved_[family == Family::V4 ? 0 : 1].reset();  // the table changed (or may have): read afresh
   if (!r) return Error{r.error().message};
   if (r.value().exit_code == 0) return true;
   // The state is unknown: read again; if the table is as wanted, the run went through.

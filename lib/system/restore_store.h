@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/store.h"
@@ -33,6 +34,9 @@ class RestoreStore final : public NetfilterStore {
   std::string path_;
   GroupResolver& groups_;
   std::uint32_t wait_;
+  /// The last iptables-save output per family, until our next restore run: a run asks whether
+  /// each table exists and then reads them, and every save is a process start.
+  std::optional<std::string> saved_[2];
 };
 
 }  // namespace istio_iptables

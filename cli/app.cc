@@ -41,6 +41,30 @@ void make_app(CLI::App& app, std::map<std::string, std::string>& storage, std::m
   app.add_flag("--log_caller", "accepted for pilot-agent compatibility; ignored");
 }
 
+// pilot-agent's --log_output_level: "level" or "scope:level,...", the default scope counting.
+// Returns 0 for debug/info, 1 for warn, 2 for error/fatal/none.
+int log_threshold(const std::string& spec) {
+  std::string level = spec;
+  std::size_t pos = 0;
+  while (pos <= spec.size()) {
+    std::size_t end = spec.find(',', pos);
+    std::string item = spec.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    std::size_t colon = item.find(':');
+    if (colon == std::string::npos || item.compare(0, colon, "default") == 0)
+      level = colon == std::string::npos ? item : item.substr(colon + 1);
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  if (level == "warn" || level == "warning") return 1;
+  if (level == "error" || level == "fatal" || level == "none") return 2;
+  return 0;
+}
+
+// A stream that drops what is written to it (for log levels below the threshold).
+struct NullStream : std::ostream {
+  NullStream() : std::ostream(nullptr) {}
+};
+
 // pflag accepts "--name=" for an empty value; CLI11 wants the value as its own argument.
 std::vector<std::string> normalise(std::vector<std::string> args) {
   std::vector<std::string> out;
@@ -106,7 +130,7 @@ int check_against_file(const Plan& p, const std::string& path, MachineFacts& fac
 
 // Apply, cleanup or check against the kernel of the current (or the given) network namespace.
 int run_on_machine(const std::string& command, const Settings& settings, const Plan& p, Platform& platform,
-                   std::ostream& out, std::ostream& err) {
+                   std::ostream& out, std::ostream& err, std::ostream& info) {
   const RunOptions& run = settings.run;
   if (!run.network_namespace.empty()) {
     auto entered = platform.enter_network_namespace(run.network_namespace);
@@ -126,7 +150,7 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
     err << "error: " << opened.error().message << "\n";
     return exit_code::kFailure;
   }
-  err << "info\tbackend: " << opened.value().description << "\n";
+  info << "info\tbackend: " << opened.value().description << "\n";
   NetfilterStore& store = *opened.value().store;
   // One lock around the whole run, as iptables takes it around each change: concurrent
   // iptables processes wait for us, and we for them. The restore backend's binaries lock for
@@ -159,11 +183,11 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
     return exit_code::kFailure;
   }
   if (result.value().committed.empty())
-    err << "info\tnothing to change: the tables already hold "
-        << (command == "cleanup" ? "none of our rules" : "the plan") << "\n";
+    info << "info\tnothing to change: the tables already hold "
+         << (command == "cleanup" ? "none of our rules" : "the plan") << "\n";
   else
-    err << "info\t" << (command == "cleanup" ? "cleaned up" : "applied") << ": "
-        << fmt::format("{}", fmt::join(result.value().committed, ", ")) << "\n";
+    info << "info\t" << (command == "cleanup" ? "cleaned up" : "applied") << ": "
+         << fmt::format("{}", fmt::join(result.value().committed, ", ")) << "\n";
   if (command == "apply") {
     RouteRequest routes;
     routes.ipv6 = settings.config.enable_ipv6;
@@ -183,7 +207,7 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
 }
 
 // Istio's validation probe: exit 126 when the capture does not work.
-int validate(const Settings& settings, Platform& platform, std::ostream& err) {
+int validate(const Settings& settings, Platform& platform, std::ostream& err, std::ostream& info) {
   if (!settings.run.network_namespace.empty() && settings.run.skip_rule_apply) {
     auto entered = platform.enter_network_namespace(settings.run.network_namespace);
     if (!entered) {
@@ -201,7 +225,7 @@ int validate(const Settings& settings, Platform& platform, std::ostream& err) {
   request.timeout_ms = settings.run.probe_timeout_ms;
   std::string log;
   auto r = platform.validate(request, log);
-  err << log;
+  info << log;
   if (!r) {
     err << "error: iptables validation failed; workload is not ready for Istio.\n"
         << "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
@@ -211,7 +235,7 @@ int validate(const Settings& settings, Platform& platform, std::ostream& err) {
         << "cause: " << r.error().message << "\n";
     return exit_code::kValidationFailed;
   }
-  err << "info\tValidation passed, iptables rules established\n";
+  info << "info\tValidation passed, iptables rules established\n";
   return exit_code::kOk;
 }
 
@@ -266,7 +290,11 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     return problems->usage ? exit_code::kUsage : exit_code::kFailure;
   }
   const auto& settings = std::get<Settings>(built);
-  for (const auto& w : settings.warnings) err << "warn\t" << w << "\n";
+  const int threshold = log_threshold(parsed.log_level);
+  NullStream dropped;
+  std::ostream& info = threshold == 0 ? err : dropped;
+  if (threshold <= 1)
+    for (const auto& w : settings.warnings) err << "warn\t" << w << "\n";
 
   if (!settings.run.against.empty() && command != "check") {
     err << "error: --against only goes with the check command\nnothing was changed\n";
@@ -281,10 +309,10 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     return check_against_file(p, settings.run.against, *context.facts, out, err);
   if (command == "cleanup" || settings.run.cleanup_only) command = "cleanup";
   if (!(command == "apply" && settings.run.skip_rule_apply)) {
-    int code = run_on_machine(command, settings, p, *context.platform, out, err);
+    int code = run_on_machine(command, settings, p, *context.platform, out, err, info);
     if (code != exit_code::kOk || command != "apply") return code;
   }
-  if (command == "apply" && settings.run.run_validation) return validate(settings, *context.platform, err);
+  if (command == "apply" && settings.run.run_validation) return validate(settings, *context.platform, err, info);
   return exit_code::kOk;
 }
 

@@ -114,3 +114,16 @@ TEST_CASE("cli: warnings go to stderr, never into the rules") {
   CHECK_THAT(r.err, Catch::Contains("--restore-format was removed"));
   CHECK(r.out.find("warn") == std::string::npos);
 }
+
+TEST_CASE("cli: --log_output_level quiets what is below the level, as pilot-agent's does") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  const std::vector<std::string> args = {"-n", "-u", "1337", "--redirect-dns", "--dns-servers", ""};
+  CHECK_THAT(run(with(args, {"--log_output_level=default:info"}), {}, facts).err,
+             Catch::Contains("DNS capture disabled"));
+  CHECK_THAT(run(with(args, {"--log_output_level=ads:debug,default:warn"}), {}, facts).err,
+             Catch::Contains("DNS capture disabled"));
+  auto quiet = run(with(args, {"--log_output_level=default:error"}), {}, facts);
+  CHECK(quiet.code == 0);
+  CHECK(quiet.err.empty());
+}

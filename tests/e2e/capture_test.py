@@ -242,19 +242,21 @@ def drop_invalid():
 def validation():
     """--run-validation as the istio-validation container runs it (UID 1337, --skip-rule-apply)."""
     failures = []
-    for installed in (True, False):
-        sh(f"ip netns add {POD}")
-        try:
-            sh(in_ns(POD, "ip link set lo up"))
-            if installed:
-                sh(in_ns(POD, f"{TOOL} {' '.join(shlex.quote(f) for f in INJECTED)} --ipv6 off"))
-            p = sh(in_ns(POD, as_user(PROXY, f"{TOOL} --run-validation --skip-rule-apply --ipv6 off --probe-timeout 3s "
-                                             "-p 15001 -z 15006")), check=False)
-            want = 0 if installed else 126
-            if p.returncode != want:
-                failures.append(f"validation with rules {'installed' if installed else 'absent'}: exit {p.returncode}, expected {want}: {p.stderr[-300:]}")
-        finally:
-            sh(f"ip netns del {POD}", check=False)
+    for ipv6 in ("off", "on"):  # IPv6: the probe goes ::1 -> ::6 (the apply adds ::6 to lo)
+        for installed in (True, False):
+            sh(f"ip netns add {POD}")
+            try:
+                sh(in_ns(POD, "ip link set lo up"))
+                if installed:
+                    sh(in_ns(POD, f"{TOOL} {' '.join(shlex.quote(f) for f in INJECTED)} --ipv6 {ipv6}"))
+                p = sh(in_ns(POD, as_user(PROXY, f"{TOOL} --run-validation --skip-rule-apply --ipv6 {ipv6} "
+                                                 "--probe-timeout 3s -p 15001 -z 15006")), check=False)
+                want = 0 if installed else 126
+                if p.returncode != want:
+                    failures.append(f"validation (IPv6 {ipv6}) with rules {'installed' if installed else 'absent'}: "
+                                    f"exit {p.returncode}, expected {want}: {p.stderr[-300:]}")
+            finally:
+                sh(f"ip netns del {POD}", check=False)
     return failures
 
 

@@ -69,7 +69,10 @@ Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
     if (variant == "nft") {
       backend = Backend::Restore;
       why = "--force-iptables-binary nft";
-    } else if (variant != "legacy" && nft_iptables_in_use(why)) {
+    } else if (variant == "legacy") {
+      backend = Backend::Libiptc;  // legacy x_tables, in-process; fails clearly where there are none
+      why = "--force-iptables-binary legacy";
+    } else if (nft_iptables_in_use(why)) {
       backend = Backend::Restore;
       variant = "nft";
     } else if (!legacy_xtables_available(Family::V4)) {

@@ -19,7 +19,7 @@ class MemoryStore : public NetfilterStore {
   std::set<std::pair<Family, Table>> fail_commits;
   int commits = 0;
 
-  bool table_exists(Family f, Table t) override { return tables.count({f, t}) > 0; }
+  Result<bool> table_exists(Family f, Table t) override { return tables.count({f, t}) > 0; }
 
   Result<InstalledRule> encode(Family, Table, const Rule& rule) override {
     return InstalledRule{rule_spec(rule), rule_spec(rule), rule};

@@ -21,7 +21,11 @@ Result<std::vector<Job>> prepare(NetfilterStore& store, const Plan* plan) {
     if (plan) rs = f == Family::V4 ? &plan->v4 : (plan->v6 ? &*plan->v6 : nullptr);
     for (Table t : kAllTables) {
       bool used = rs && rs->uses_table(t);
-      if (!used && !store.table_exists(f, t)) continue;
+      if (!used) {
+        auto exists = store.table_exists(f, t);
+        if (!exists) return Error{exists.error().message};
+        if (!exists.value()) continue;
+      }
       Job job{f, t, {}};
       if (used) job.ops.reserve(rs->ops.size());
       if (used)
@@ -95,7 +99,9 @@ Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& p
   for (const auto& job : jobs.value()) {
     Snapshot now;
     now.table = job.table;
-    if (store.table_exists(job.family, job.table)) {
+    auto exists = store.table_exists(job.family, job.table);
+    if (!exists) return Error{exists.error().message};
+    if (exists.value()) {
       auto snap = store.read(job.family, job.table);
       if (!snap) return Error{snap.error().message};
       now = std::move(snap).value();

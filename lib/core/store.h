@@ -62,8 +62,9 @@ class NetfilterStore {
  public:
   virtual ~NetfilterStore() = default;
 
-  /// Does the table exist already? (Asking must not create it.)
-  virtual bool table_exists(Family family, Table table) = 0;
+  /// Does the table exist already? (Asking must not create it.) An error when the store cannot
+  /// tell (no permission, unreadable listing): never "no" for "could not look".
+  [[nodiscard]] virtual Result<bool> table_exists(Family family, Table table) = 0;
 
   /// Encodes one of our rules as a blob (and its identity) for this family.
   virtual Result<InstalledRule> encode(Family family, Table table, const Rule& rule) = 0;

@@ -216,11 +216,24 @@ bool legacy_xtables_available(Family family) {
   return ::stat(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names", &st) == 0;
 }
 
-bool LibiptcStore::table_exists(Family family, Table table) {
-  std::ifstream in(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names");
+Result<bool> LibiptcStore::table_exists(Family family, Table table) {
+  // The kernel lists the tables that exist (and only to root). No file: no legacy x_tables
+  // loaded, so no table exists; any other failure is not an answer.
+  const char* path = family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names";
+  errno = 0;
+  std::ifstream in(path);
+  if (!in) {
+    int e = errno;
+    if (e == ENOENT) return false;
+    if (e == EACCES || e == EPERM)
+      return Error{fmt::format("cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)",
+                               path)};
+    return Error{fmt::format("cannot read {}: {}", path, e != 0 ? std::strerror(e) : "unknown error")};
+  }
   std::string name;
   while (std::getline(in, name))
     if (name == table_name(table)) return true;
+  if (in.bad()) return Error{fmt::format("cannot read {}: read error", path)};
   return false;
 }
 

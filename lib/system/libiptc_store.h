@@ -15,7 +15,7 @@ class LibiptcStore final : public NetfilterStore {
  public:
   explicit LibiptcStore(GroupResolver& groups) : groups_(groups) {}
 
-  bool table_exists(Family family, Table table) override;
+  Result<bool> table_exists(Family family, Table table) override;
   Result<InstalledRule> encode(Family family, Table table, const Rule& rule) override;
   Result<Snapshot> read(Family family, Table table) override;
   Result<bool> transact(Family family, Table table,

@@ -230,4 +230,9 @@ Result<std::vector<NftTable>> list_nft_tables() {
   return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(e))};
 }
 
+// TODO(routes helper): real implementations.
+Status remove_ipv6_passthrough_address() { return Error{"not implemented: removing ::6/128 from lo"}; }
+Status remove_fwmark_rule(Family, std::uint32_t, std::uint32_t) { return Error{"not implemented: removing the fwmark rule"}; }
+Status remove_local_default_route(Family, std::uint32_t) { return Error{"not implemented: removing the local route"}; }
+
 }  // namespace istio_iptables::netlink

@@ -24,6 +24,15 @@ Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table);
 /// `ip route add local default dev lo table TABLE`; an existing route is fine.
 Status add_local_default_route(Family family, std::uint32_t table);
 
+/// Removes `ip -6 addr ::6/128 dev lo`; an absent address is fine.
+Status remove_ipv6_passthrough_address();
+
+/// Removes `ip rule fwmark MARK lookup TABLE` (every copy); an absent rule is fine.
+Status remove_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table);
+
+/// Removes `ip route local default dev lo table TABLE`; an absent route or table is fine.
+Status remove_local_default_route(Family family, std::uint32_t table);
+
 /// One nf_tables table: its family (NFPROTO_*) and name.
 struct NftTable {
   std::uint8_t family;

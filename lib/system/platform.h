@@ -48,6 +48,9 @@ class Platform {
   virtual Result<OpenedStore> open_store(const BackendRequest& request) = 0;
   /// ip rule / ip route / address on lo, through netlink. Existing entries are fine.
   virtual Status configure_routes(const RouteRequest& request) = 0;
+  /// Removes what configure_routes installs for `request` (the fwmark rule, the local default
+  /// route of its table, ::6/128 on lo) and nothing else. Entries already absent are fine.
+  virtual Status remove_routes(const RouteRequest& request) = 0;
   /// Istio's validation probe; `log` collects what it saw.
   virtual Status validate(const ValidationRequest& request, std::string& log) = 0;
 };

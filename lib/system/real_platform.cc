@@ -119,3 +119,23 @@ Status RealPlatform::configure_routes(const RouteRequest& request) {
 }
 
 }  // namespace istio_iptables
+
+namespace istio_iptables {
+
+Status RealPlatform::remove_routes(const RouteRequest& request) {
+  if (request.tproxy_routes) {
+    for (Family f : {Family::V4, Family::V6}) {
+      auto r = netlink::remove_fwmark_rule(f, request.mark, request.table);
+      if (!r) return r;
+      auto t = netlink::remove_local_default_route(f, request.table);
+      if (!t) return t;
+    }
+  }
+  if (request.ipv6) {
+    auto s = netlink::remove_ipv6_passthrough_address();
+    if (!s) return s;
+  }
+  return ok_status();
+}
+
+}  // namespace istio_iptables

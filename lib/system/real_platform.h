@@ -19,6 +19,7 @@ class RealPlatform final : public Platform {
   Result<std::shared_ptr<void>> lock(double wait_seconds) override;
   Result<OpenedStore> open_store(const BackendRequest& request) override;
   Status configure_routes(const RouteRequest& request) override;
+  Status remove_routes(const RouteRequest& request) override;
   Status validate(const ValidationRequest& request, std::string& log) override { return run_validation(request, log); }
 
  private:

@@ -36,11 +36,11 @@ Result<std::string> RestoreStore::save(Family family) {
   return *cached;
 }
 
-bool RestoreStore::table_exists(Family family, Table table) {
+Result<bool> RestoreStore::table_exists(Family family, Table table) {
   auto text = save(family);
-  if (!text) return false;
+  if (!text) return Error{text.error().message};
   auto parsed = parse_ruleset_text(text.value());
-  if (!parsed) return false;
+  if (!parsed) return Error{fmt::format("cannot read {} output: {}", binary(family, "save"), parsed.error().message)};
   for (const auto& t : parsed.value().v4)
     if (t.table == table) return true;
   return false;

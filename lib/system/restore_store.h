@@ -18,7 +18,7 @@ class RestoreStore final : public NetfilterStore {
   static Result<std::unique_ptr<RestoreStore>> open(const std::string& variant, const std::string& path,
                                                     GroupResolver& groups, std::uint32_t wait_seconds = 30);
 
-  bool table_exists(Family family, Table table) override;
+  Result<bool> table_exists(Family family, Table table) override;
   Result<InstalledRule> encode(Family family, Table table, const Rule& rule) override;
   Result<Snapshot> read(Family family, Table table) override;
   Result<bool> transact(Family family, Table table,

@@ -18,7 +18,7 @@ namespace {
 class SabotagedStore : public NetfilterStore {
  public:
   SabotagedStore(NetfilterStore& real, Family f, Table t) : real_(real), family_(f), table_(t) {}
-  bool table_exists(Family f, Table t) override { return real_.table_exists(f, t); }
+  Result<bool> table_exists(Family f, Table t) override { return real_.table_exists(f, t); }
   Result<InstalledRule> encode(Family f, Table t, const Rule& r) override { return real_.encode(f, t, r); }
   Result<Snapshot> read(Family f, Table t) override { return real_.read(f, t); }
   Result<bool> transact(Family f, Table t,
@@ -63,7 +63,9 @@ std::map<std::string, std::vector<std::string>> state(NetfilterStore& store) {
   std::map<std::string, std::vector<std::string>> out;
   for (Family f : {Family::V4, Family::V6})
     for (Table t : kAllTables) {
-      if (!store.table_exists(f, t)) continue;
+      auto exists = store.table_exists(f, t);
+      REQUIRE(exists);
+      if (!exists.value()) continue;
       auto snap = store.read(f, t);
       REQUIRE(snap);
       for (const auto& c : snap.value().chains) {

@@ -1,3 +1,12 @@
+// The command line: the command is chosen first, then the machine it runs against.
+//
+// The order is the design. (1) The first word names the command (an enum from here on; a flag
+// never turns one command into another: CLEANUP_ONLY only picks cleanup when no command is
+// named). (2) The flags are parsed and, when --network-namespace is given, the namespace is
+// entered before any fact is read, so IPv6 detection sees the pod's interfaces. (3) Read-only
+// runs (check, and every command with --dry-run) get a RecordingPlatform that reads through to
+// the machine and records every write instead of making it; apply, cleanup and check are the
+// same code in every mode. Every log line is one write, so concurrent runs never interleave.
 #include "app.h"
 
 #include <CLI/CLI.hpp>
@@ -7,6 +16,7 @@
 #include "core/planner.h"
 #include "core/restore_text.h"
 #include "core/rule_text.h"
+#include "system/recording_platform.h"
 
 namespace istio_iptables {
 namespace {
@@ -60,11 +70,6 @@ int log_threshold(const std::string& spec) {
   return 0;
 }
 
-// A stream that drops what is written to it (for log levels below the threshold).
-struct NullStream : std::ostream {
-  NullStream() : std::ostream(nullptr) {}
-};
-
 // pflag accepts "--name=" for an empty value; CLI11 wants the value as its own argument.
 std::vector<std::string> normalise(std::vector<std::string> args) {
   std::vector<std::string> out;
@@ -79,17 +84,40 @@ std::vector<std::string> normalise(std::vector<std::string> args) {
   return out;
 }
 
+// One record, one write: a line is formatted whole and handed to the stream at once, so the
+// lines of concurrent runs sharing a terminal or a log file never interleave mid-line.
+class Log {
+ public:
+  Log(std::ostream& stream, int threshold) : stream_(stream), threshold_(threshold) {}
+  void info(const std::string& message) {
+    if (threshold_ == 0) line("info\t" + message);
+  }
+  void warn(const std::string& message) {
+    if (threshold_ <= 1) line("warn\t" + message);
+  }
+  void error(const std::string& message) { line("error: " + message); }
+  /// A line as it is ("nothing was changed").
+  void line(std::string text) {
+    text += '\n';
+    stream_.write(text.data(), static_cast<std::streamsize>(text.size()));
+    stream_.flush();
+  }
+
+ private:
+  std::ostream& stream_;
+  int threshold_;
+};
+
 // Compares the plan with a stored iptables-restore text (a golden file), without the kernel.
-int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out,
-                       std::ostream& err) {
+int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out, Log& log) {
   auto text = facts.read_file(path);
   if (!text) {
-    err << "error: --against: " << text.error().message << "\n";
+    log.error("--against: " + text.error().message);
     return exit_code::kUsage;
   }
   auto parsed = parse_ruleset_text(text.value());
   if (!parsed) {
-    err << "error: --against " << path << ": " << parsed.error().message << "\n";
+    log.error("--against " + path + ": " + parsed.error().message);
     return exit_code::kUsage;
   }
   // Group names stay names on both sides: compare them as written.
@@ -128,17 +156,35 @@ int check_against_file(const Plan& p, const std::string& path, MachineFacts& fac
   return exit_code::kFailure;
 }
 
-// Apply, cleanup or check against the kernel of the current (or the given) network namespace.
-int run_on_machine(const std::string& command, const Settings& settings, const Plan& p, Platform& platform,
-                   std::ostream& out, std::ostream& err, std::ostream& info) {
+// The routes cleanup removes: the shapes configure_routes installs for this configuration's
+// mark and table, whatever the mode (an earlier TPROXY run may be cleaned up by a command line
+// without -m TPROXY), and ::6 on lo.
+RouteRequest routes_to_remove(const Config& config) {
+  RouteRequest r;
+  r.ipv6 = true;
+  r.tproxy_routes = true;
+  r.mark = config.tproxy_mark;
+  r.table = config.tproxy_route_table;
+  return r;
+}
+
+RouteRequest routes_to_configure(const Config& config) {
+  RouteRequest r;
+  r.ipv6 = config.enable_ipv6;
+  r.tproxy_routes =
+      config.mode == InterceptionMode::Tproxy && (config.inbound_ports.wildcard || !config.inbound_ports.ports.empty());
+  r.mark = config.tproxy_mark;
+  r.table = config.tproxy_route_table;
+  return r;
+}
+
+// Apply, cleanup or check against the kernel, through `platform` (the real one, or the
+// recording one for read-only runs). The namespace was entered before the settings were built.
+int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform,
+                   std::ostream& out, Log& log) {
   const RunOptions& run = settings.run;
-  if (!run.network_namespace.empty()) {
-    auto entered = platform.enter_network_namespace(run.network_namespace);
-    if (!entered) {
-      err << "error: " << entered.error().message << "\n";
-      return exit_code::kFailure;
-    }
-  }
+  // check only reads: whatever fails, the answer is "could not read the state".
+  const int failure = command == Command::Check ? exit_code::kStateUnreadable : exit_code::kFailure;
   BackendRequest request;
   request.backend = run.backend == "libiptc"   ? Backend::Libiptc
                     : run.backend == "restore" ? Backend::Restore
@@ -147,28 +193,30 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
   request.wait_seconds = run.wait_seconds;
   auto opened = platform.open_store(request);
   if (!opened) {
-    err << "error: " << opened.error().message << "\n";
-    return exit_code::kFailure;
+    log.error(opened.error().message);
+    return failure;
   }
-  info << "info\tbackend: " << opened.value().description << "\n";
+  log.info("backend: " + opened.value().description);
   NetfilterStore& store = *opened.value().store;
   // One lock around the whole run, as iptables takes it around each change: concurrent
   // iptables processes wait for us, and we for them. The restore backend's binaries lock for
-  // themselves (holding it here would deadlock them).
+  // themselves (holding it here would deadlock them); readers take no lock.
   std::shared_ptr<void> lock;
-  if (opened.value().needs_xtables_lock && command != "check") {
+  if (opened.value().needs_xtables_lock && command != Command::Check) {
     auto l = platform.lock(run.wait_seconds);
     if (!l) {
-      err << "error: " << l.error().message << "\nnothing was changed\n";
+      log.error(l.error().message);
+      log.line("nothing was changed");
       return exit_code::kFailure;
     }
     lock = std::move(l).value();
   }
-  if (command == "check") {
+  switch (command) {
+  case Command::Check: {
     auto diffs = check(store, p);
     if (!diffs) {
-      err << "error: " << diffs.error().message << "\n";
-      return exit_code::kFailure;
+      log.error(diffs.error().message);
+      return exit_code::kStateUnreadable;
     }
     if (diffs.value().empty()) {
       out << "the installed rules match the plan\n";
@@ -177,44 +225,50 @@ int run_on_machine(const std::string& command, const Settings& settings, const P
     out << format_differences(diffs.value());
     return exit_code::kFailure;
   }
-  auto result = command == "cleanup" ? cleanup(store) : apply_plan(store, p);
-  if (!result) {
-    err << "error: " << result.error().message << "\n";
-    return exit_code::kFailure;
+  case Command::Cleanup: {
+    auto result = cleanup(store);
+    if (!result) {
+      log.error(result.error().message);
+      return exit_code::kFailure;
+    }
+    if (result.value().committed.empty())
+      log.info("nothing to change: the tables hold none of our rules");
+    else
+      log.info(fmt::format("{}: {}", run.dry_run ? "would clean up (dry run)" : "cleaned up",
+                           fmt::join(result.value().committed, ", ")));
+    auto r = platform.remove_routes(routes_to_remove(settings.config));
+    if (!r) {
+      log.error(r.error().message + " (the rules are removed)");
+      return exit_code::kFailure;
+    }
+    return exit_code::kOk;
   }
-  if (result.value().committed.empty())
-    info << "info\tnothing to change: the tables already hold "
-         << (command == "cleanup" ? "none of our rules" : "the plan") << "\n";
-  else
-    info << "info\t" << (command == "cleanup" ? "cleaned up" : "applied") << ": "
-         << fmt::format("{}", fmt::join(result.value().committed, ", ")) << "\n";
-  if (command == "apply") {
-    RouteRequest routes;
-    routes.ipv6 = settings.config.enable_ipv6;
-    routes.tproxy_routes = settings.config.mode == InterceptionMode::Tproxy &&
-                           (settings.config.inbound_ports.wildcard || !settings.config.inbound_ports.ports.empty());
-    routes.mark = settings.config.tproxy_mark;
-    routes.table = settings.config.tproxy_route_table;
+  case Command::Apply: {
+    auto result = apply_plan(store, p);
+    if (!result) {
+      log.error(result.error().message);
+      return exit_code::kFailure;
+    }
+    if (result.value().committed.empty())
+      log.info("nothing to change: the tables already hold the plan");
+    else
+      log.info(fmt::format("applied: {}", fmt::join(result.value().committed, ", ")));
+    RouteRequest routes = routes_to_configure(settings.config);
     if (routes.ipv6 || routes.tproxy_routes) {
       auto r = platform.configure_routes(routes);
       if (!r) {
-        err << "error: " << r.error().message << " (the rules are in place)\n";
+        log.error(r.error().message + " (the rules are in place)");
         return exit_code::kFailure;
       }
     }
+    return exit_code::kOk;
   }
-  return exit_code::kOk;
+  }
+  return exit_code::kFailure;
 }
 
 // Istio's validation probe: exit 126 when the capture does not work.
-int validate(const Settings& settings, Platform& platform, std::ostream& err, std::ostream& info) {
-  if (!settings.run.network_namespace.empty() && settings.run.skip_rule_apply) {
-    auto entered = platform.enter_network_namespace(settings.run.network_namespace);
-    if (!entered) {
-      err << "error: " << entered.error().message << "\n";
-      return exit_code::kValidationFailed;
-    }
-  }
+int validate(const Settings& settings, Platform& platform, Log& log) {
   ValidationRequest request;
   // Istio probes over IPv6 when the pod's first address (HostIP) is IPv6: with IPv6 on and not
   // dual stack (a dual-stack pod's first address is its IPv4 one).
@@ -223,20 +277,35 @@ int validate(const Settings& settings, Platform& platform, std::ostream& err, st
   request.inbound_port = settings.config.inbound_capture_port;
   request.probe_port = settings.run.probe_port;
   request.timeout_ms = settings.run.probe_timeout_ms;
-  std::string log;
-  auto r = platform.validate(request, log);
-  info << log;
+  std::string text;
+  auto r = platform.validate(request, text);
+  for (std::size_t pos = 0; pos < text.size();) {  // the probe's log, a record a line
+    std::size_t end = text.find('\n', pos);
+    log.line(text.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
+    pos = end == std::string::npos ? text.size() : end + 1;
+  }
   if (!r) {
-    err << "error: iptables validation failed; workload is not ready for Istio.\n"
-        << "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
-        << "If installed with 'cni.repair.deletePods=true', this pod should automatically be deleted "
-           "and retry.\nOtherwise, this pod will need to be manually removed so that it is scheduled on "
-           "a node with istio-cni running, allowing iptables rules to be established.\n"
-        << "cause: " << r.error().message << "\n";
+    log.error(
+        "iptables validation failed; workload is not ready for Istio.\n"
+        "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
+        "If installed with 'cni.repair.deletePods=true', this pod should automatically be deleted "
+        "and retry.\nOtherwise, this pod will need to be manually removed so that it is scheduled on "
+        "a node with istio-cni running, allowing iptables rules to be established.\ncause: " +
+        r.error().message);
     return exit_code::kValidationFailed;
   }
-  info << "info\tValidation passed, iptables rules established\n";
+  log.info("Validation passed, iptables rules established");
   return exit_code::kOk;
+}
+
+// The command a run performs: the first word names it; without one, Istio's --cleanup-only
+// (CLEANUP_ONLY) chooses cleanup, anything else is apply. A named command is never changed by
+// a flag: `check` stays read-only whatever else is set.
+Command choose_command(std::optional<Command> named, const RunOptions& run, Log& log) {
+  if (!named) return run.cleanup_only ? Command::Cleanup : Command::Apply;
+  if (run.cleanup_only && *named != Command::Cleanup)
+    log.warn(fmt::format("--cleanup-only (CLEANUP_ONLY) is ignored: the command is {}", command_name(*named)));
+  return *named;
 }
 
 }  // namespace
@@ -244,10 +313,11 @@ int validate(const Settings& settings, Platform& platform, std::ostream& err, st
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err) {
   // The injector runs `pilot-agent istio-iptables ...`; accept the subcommand name as a no-op.
   if (!args.empty() && args.front() == "istio-iptables") args.erase(args.begin());
-  std::string command = "apply";
-  if (!args.empty() && (args.front() == "apply" || args.front() == "check" || args.front() == "cleanup")) {
-    command = args.front();
-    args.erase(args.begin());
+  std::optional<Command> named;
+  if (!args.empty()) {
+    for (Command c : {Command::Apply, Command::Check, Command::Cleanup})
+      if (args.front() == command_name(c)) named = c;
+    if (named) args.erase(args.begin());
   }
   args = normalise(std::move(args));
 
@@ -258,6 +328,7 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   std::vector<std::string> log_targets;
   make_app(app, storage, options, parsed, log_targets);
 
+  Log early(err, 0);
   try {
     std::vector<std::string> reversed(args.rbegin(), args.rend());
     app.parse(reversed);
@@ -265,7 +336,7 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     out << app.help();
     return exit_code::kOk;
   } catch (const CLI::ParseError& e) {
-    err << "error: " << e.what() << "\n";
+    early.error(e.what());
     return exit_code::kUsage;
   }
   for (const auto& [name, option] : options)
@@ -274,45 +345,82 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   for (const auto& extra : app.remaining())
     unknown.push_back(extra.size() > 1 && extra[0] == '-' ? fmt::format("unknown flag {}", extra)
                                                           : fmt::format("unexpected argument \"{}\"", extra));
+  Log log(err, log_threshold(parsed.log_level));
 
   auto resolved = resolve_settings(parsed.command_line, context.environment);
+  // Every fact that depends on the network namespace (addresses for IPv6 detection, the tables)
+  // is read inside the target namespace: enter it before anything is asked.
+  const std::string& netns = resolved["network-namespace"].value;
+  if (unknown.empty() && !netns.empty()) {
+    if (context.platform == nullptr) {
+      log.error("--network-namespace needs the machine, and this run has none");
+      return exit_code::kFailure;
+    }
+    auto entered = context.platform->enter_network_namespace(netns);
+    if (!entered) {
+      log.error(entered.error().message);
+      log.line("nothing was changed");
+      return named == Command::Check ? exit_code::kStateUnreadable : exit_code::kFailure;
+    }
+  }
   auto built = build_settings(resolved, context.environment, *context.facts);
   if (!unknown.empty()) {
-    for (const auto& m : unknown) err << "error: " << m << "\n";
+    for (const auto& m : unknown) log.error(m);
     if (auto* problems = std::get_if<SettingsError>(&built))
-      for (const auto& m : problems->messages) err << "error: " << m << "\n";
-    err << "nothing was changed\n";
+      for (const auto& m : problems->messages) log.error(m);
+    log.line("nothing was changed");
     return exit_code::kUsage;
   }
   if (auto* problems = std::get_if<SettingsError>(&built)) {
-    for (const auto& m : problems->messages) err << "error: " << m << "\n";
-    if (problems->usage) err << "nothing was changed\n";
+    for (const auto& m : problems->messages) log.error(m);
+    if (problems->usage) log.line("nothing was changed");
     return problems->usage ? exit_code::kUsage : exit_code::kFailure;
   }
   const auto& settings = std::get<Settings>(built);
-  const int threshold = log_threshold(parsed.log_level);
-  NullStream dropped;
-  std::ostream& info = threshold == 0 ? err : dropped;
-  if (threshold <= 1)
-    for (const auto& w : settings.warnings) err << "warn\t" << w << "\n";
+  for (const auto& w : settings.warnings) log.warn(w);
+  const Command command = choose_command(named, settings.run, log);
 
-  if (!settings.run.against.empty() && command != "check") {
-    err << "error: --against only goes with the check command\nnothing was changed\n";
+  if (!settings.run.against.empty() && command != Command::Check) {
+    log.error("--against only goes with the check command");
+    log.line("nothing was changed");
     return exit_code::kUsage;
   }
   const Plan p = plan(settings.config);
-  if (command == "apply" && settings.run.dry_run) {
-    out << dry_run_text(p);
+  if (command == Command::Check && !settings.run.against.empty())
+    return check_against_file(p, settings.run.against, *context.facts, out, log);
+  if (command == Command::Apply && settings.run.dry_run) {
+    out << dry_run_text(p);  // the plan itself; no machine is asked
     return exit_code::kOk;
   }
-  if (command == "check" && !settings.run.against.empty())
-    return check_against_file(p, settings.run.against, *context.facts, out, err);
-  if (command == "cleanup" || settings.run.cleanup_only) command = "cleanup";
-  if (!(command == "apply" && settings.run.skip_rule_apply)) {
-    int code = run_on_machine(command, settings, p, *context.platform, out, err, info);
-    if (code != exit_code::kOk || command != "apply") return code;
+  // --skip-rule-apply: Istio programs nothing at all (the CNI validation container).
+  const bool touches_tables = command == Command::Check || !settings.run.skip_rule_apply;
+  if (touches_tables) {
+    if (context.platform == nullptr) {
+      log.error("this command needs the machine, and this run has none");
+      return exit_code::kFailure;
+    }
+    // Read-only runs get a platform that cannot write, chosen here, once.
+    const bool read_only = command == Command::Check || settings.run.dry_run;
+    std::optional<RecordingPlatform> recording;
+    if (read_only) recording.emplace(*context.platform);
+    Platform& machine = read_only ? static_cast<Platform&>(*recording) : *context.platform;
+    int code = run_on_machine(command, settings, p, machine, out, log);
+    if (recording) {
+      if (command == Command::Check && !recording->recording().empty()) {
+        log.error("internal error: check asked to change the tables; nothing was changed");
+        return exit_code::kFailure;
+      }
+      if (command == Command::Cleanup && code == exit_code::kOk) out << recording_text(recording->recording());
+    }
+    if (code != exit_code::kOk) return code;
   }
-  if (command == "apply" && settings.run.run_validation) return validate(settings, *context.platform, err, info);
+  if (command == Command::Apply && settings.run.run_validation) {
+    if (context.platform == nullptr) {
+      log.error("--run-validation needs the machine, and this run has none");
+      return exit_code::kFailure;
+    }
+    return validate(settings, *context.platform, log);
+  }
   return exit_code::kOk;
 }
 

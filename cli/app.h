@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/command.h"
 #include "core/settings.h"
 #include "system/platform.h"
 
@@ -20,6 +21,7 @@ namespace exit_code {
 inline constexpr int kOk = 0;
 inline constexpr int kFailure = 1;             ///< the machine refused or could not answer
 inline constexpr int kUsage = 2;               ///< bad flags, values or environment; nothing was done
+inline constexpr int kStateUnreadable = 3;     ///< check: the installed state could not be read
 inline constexpr int kValidationFailed = 126;  ///< Istio's: the validation probe failed
 }  // namespace exit_code
 
@@ -31,7 +33,8 @@ struct CliContext {
 };
 
 /// Runs one invocation (arguments without argv[0]); writes results to `out`, logs to `err`.
-/// The first word may name a command: `apply` (the default), `check` or `cleanup`.
+/// The first word may name a command: `apply` (the default), `check` or `cleanup`. With
+/// `--dry-run`, and always for `check`, the run gets a platform that records instead of writing.
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err);
 
 }  // namespace istio_iptables

@@ -1,5 +1,8 @@
 // istio-iptables: passes the real arguments, environment and machine to run_cli.
+#include <exception>
 #include <iostream>
+#include <new>
+#include <string>
 
 #include "app.h"
 #include "system/host_facts.h"
@@ -19,5 +22,16 @@ int main(int argc, char** argv) {
   istio_iptables::RealPlatform platform(context.environment);
   context.platform = &platform;
   std::vector<std::string> args(argv + 1, argv + argc);
-  return istio_iptables::run_cli(std::move(args), context, std::cout, std::cerr);
+  // The last resort: expected failures are values, so anything thrown is a bug; it must still
+  // end as a message and exit 1, never as an abort (exit 134) in a pod's init container.
+  try {
+    return istio_iptables::run_cli(std::move(args), context, std::cout, std::cerr);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory\n";
+  } catch (const std::exception& e) {
+    std::cerr << std::string("error: internal error: ") + e.what() + "\n";
+  } catch (...) {
+    std::cerr << "error: internal error: unknown exception\n";
+  }
+  return istio_iptables::exit_code::kFailure;
 }

@@ -1,0 +1,87 @@
+// A Platform fake for the CLI tests: an in-memory store that lives across runs, and a log of
+// every call in order, so a test can say exactly which runs wrote and in what order the machine
+// was asked (namespace first, then facts).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "memory_store.h"
+#include "system/platform.h"
+
+namespace istio_iptables::testing {
+
+class FakePlatform : public Platform {
+ public:
+  MemoryStore tables;                ///< what the "kernel" holds
+  std::vector<std::string>* events;  ///< shared with facts fakes, in call order
+  std::vector<std::string> own_events;
+  bool deny_reads = false;           ///< as an unprivileged process sees the tables
+  bool fail_validation = false;
+  int route_writes = 0;
+  int validations = 0;
+
+  FakePlatform() : events(&own_events) {}
+
+  /// Table commits plus route changes: everything that changes the machine.
+  int writes() const { return tables.commits + route_writes; }
+
+  Status enter_network_namespace(const std::string& path) override {
+    events->push_back("enter " + path);
+    return ok_status();
+  }
+  Result<std::shared_ptr<void>> lock(double) override {
+    events->push_back("lock");
+    return std::shared_ptr<void>();
+  }
+  Result<OpenedStore> open_store(const BackendRequest&) override {
+    events->push_back("open_store");
+    return OpenedStore{std::make_unique<Forward>(*this), "fake", true};
+  }
+  Status configure_routes(const RouteRequest&) override {
+    events->push_back("configure_routes");
+    ++route_writes;
+    return ok_status();
+  }
+  Status remove_routes(const RouteRequest&) override {
+    events->push_back("remove_routes");
+    ++route_writes;
+    return ok_status();
+  }
+  Status validate(const ValidationRequest&, std::string& log) override {
+    events->push_back("validate");
+    ++validations;
+    log += "probe ran\n";
+    if (fail_validation) return Error{"no redirect seen"};
+    return ok_status();
+  }
+
+ private:
+  // The store handed out: forwards to `tables`, or refuses every read like the kernel does
+  // to a process without CAP_NET_ADMIN.
+  class Forward : public NetfilterStore {
+   public:
+    explicit Forward(FakePlatform& p) : p_(p) {}
+    Result<bool> table_exists(Family f, Table t) override {
+      if (p_.deny_reads) return Error{"cannot read /proc/net/ip_tables_names: permission denied (needs CAP_NET_ADMIN)"};
+      return p_.tables.table_exists(f, t);
+    }
+    Result<InstalledRule> encode(Family f, Table t, const Rule& r) override { return p_.tables.encode(f, t, r); }
+    Result<Snapshot> read(Family f, Table t) override {
+      if (p_.deny_reads) return Error{"cannot read table nat: permission denied (needs CAP_NET_ADMIN)"};
+      return p_.tables.read(f, t);
+    }
+    Result<bool> transact(Family f, Table t,
+                          const std::function<Result<std::optional<TableWrite>>(const Snapshot&)>& decide) override {
+      if (p_.deny_reads) return Error{"cannot read table nat: permission denied (needs CAP_NET_ADMIN)"};
+      p_.events->push_back(std::string("commit ") + table_name(t));
+      return p_.tables.transact(f, t, decide);
+    }
+
+   private:
+    FakePlatform& p_;
+  };
+};
+
+}  // namespace istio_iptables::testing

@@ -386,6 +386,77 @@ def errors_name_the_cause_and_leave_nothing_half_done():
     assert "ISTIO" not in p.stdout
 
 
+# ---- issue 8: every command does exactly what it says -------------------------------------------
+
+@test
+def dry_run_cleanup_and_check_never_write_whatever_else_is_set():
+    args, env = scenario("sidecar-dns-dual-stack")
+    runs = [
+        tool(args, "cleanup", "--dry-run"),
+        tool(args, "--cleanup-only", "--dry-run"),
+        "CLEANUP_ONLY=true " + tool(args, "check"),
+        tool(args, "check", "--cleanup-only"),
+        "DRY_RUN=true " + tool(args, "cleanup"),
+    ]
+    script = f"{tool(args)} 2>/dev/null && {{ {SAVE}; }} > {WORK}/before && " + " && ".join(
+        f"{{ {r} >/dev/null 2>&1; echo rc=$?; }}" for r in runs) + f" && {{ {SAVE}; }} > {WORK}/after"
+    p = ns(script, env)
+    before, after = open(f"{WORK}/before").read(), open(f"{WORK}/after").read()
+    assert "ISTIO_OUTPUT" in before, before
+    assert counters_zeroed(before) == counters_zeroed(after), "a read-only run changed the tables:\n" + after
+    assert p.stdout.split() == ["rc=0"] * 5, p.stdout
+
+
+@test
+def cleanup_dry_run_prints_exactly_what_cleanup_removes():
+    args, env = scenario("sidecar-tproxy")
+    # What the dry run prints, fed to iptables-restore --noflush, leaves what cleanup leaves.
+    p = ns(f"{FOREIGN} && {tool(args)} 2>/dev/null && {tool(args, 'cleanup', '--dry-run')} > {WORK}/removal && "
+           f"sed -n '1,/^# ip6tables-restore/p' {WORK}/removal | grep -v '^# ip' > {WORK}/r4 && "
+           f"sed -n '/^# ip6tables-restore/,$p' {WORK}/removal | grep -v '^# ip' > {WORK}/r6 && "
+           f"iptables-legacy-restore --noflush < {WORK}/r4 && ip6tables-legacy-restore --noflush < {WORK}/r6 && "
+           f"{{ {SAVE}; }}", env)
+    by_text = p.stdout
+    removal = open(f"{WORK}/removal").read()
+    assert "-D PREROUTING -p tcp -j ISTIO_INBOUND" in removal, removal
+    assert "-X ISTIO_DIVERT" in removal, removal
+    p = ns(f"{FOREIGN} && {tool(args)} 2>/dev/null && {tool(args, 'cleanup')} 2>/dev/null && {{ {SAVE}; }}", env)
+    assert strip_empty_tables(counters_zeroed(by_text)) == strip_empty_tables(counters_zeroed(p.stdout)), (
+        by_text + "\n----\n" + p.stdout)
+    assert "ISTIO" not in p.stdout
+
+
+@test
+def unprivileged_cleanup_and_check_fail_clearly_and_change_nothing():
+    args, env = scenario("sidecar-dns")
+    open(LOCK, "a").close()
+    os.chmod(LOCK, 0o666)
+    os.chmod(WORK, 0o755)
+    nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    p = ns(f"{tool(args)} 2>/dev/null && {{ {nobody} {tool(args, 'cleanup')}; echo cleanup=$?; }} && "
+           f"{{ {nobody} {tool(args, 'check')}; echo check=$?; }} && iptables-legacy-save -t nat | grep -c ISTIO", env)
+    assert "cleanup=1" in p.stdout and "check=3" in p.stdout, p.stdout + p.stderr
+    assert "CAP_NET_ADMIN" in p.stderr, p.stderr
+    assert "none of our rules" not in p.stderr and "missing" not in p.stdout, p.stdout + p.stderr
+    assert int(p.stdout.strip().splitlines()[-1]) > 10, p.stdout
+
+
+@test
+def ipv6_detection_reads_the_target_namespace():
+    args = ["-u", "1337", "-i", "*", "-b", "*", "--ipv6", "auto", "--dry-run"]
+    name = f"istio-iptables-v6-{os.getpid()}"
+    # The caller's namespace has only an IPv4 address, the target only an IPv6 one.
+    p = ns(f"ip netns add {name} && ip link add v4a type veth peer name v6b netns {name} && ip link set v4a up && "
+           f"ip addr add 192.0.2.4/24 dev v4a && ip netns exec {name} sh -c 'ip link set lo up && "
+           f"ip link set v6b up && ip addr add 2001:db8::6/64 dev v6b nodad' && "
+           f"{{ {TOOL} {q(args + ['--network-namespace', '/run/netns/' + name])}; echo rc=$?; }}; "
+           f"echo =====; {TOOL} {q(args)}; ip netns del {name}", check=False)
+    target, caller = p.stdout.split("=====")
+    assert "rc=0" in target, p.stdout + p.stderr
+    assert "# ip6tables-restore" in target, "IPv6 was not detected in the target namespace:\n" + target
+    assert "# ip6tables-restore" not in caller, caller
+
+
 failed = [r for r in results if r[1]]
 print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
 shutil.rmtree(WORK, ignore_errors=True)

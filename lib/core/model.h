@@ -195,23 +195,4 @@ struct Ruleset {
   bool uses_table(Table table) const;
 };
 
-/// What the kernel holds for one table once a ruleset has been applied to empty chains.
-struct ChainContents {
-  std::string name;
-  std::vector<Rule> rules;
-};
-struct TableContents {
-  Table table;
-  std::vector<ChainContents> chains;  // built-in chains first (netfilter order), then user chains
-                                      // in the order they are first named
-
-  const ChainContents* find(const std::string& chain) const;
-  /// User-defined chains this table declares (every chain that is not built-in).
-  std::vector<std::string> user_chains() const;
-};
-
-/// Applies a ruleset's operations to empty chains, table by table (tables the ruleset does not
-/// touch are left out). User chains are those named as a rule's chain or as a jump target.
-std::vector<TableContents> materialize(const Ruleset& ruleset);
-
 }  // namespace istio_iptables

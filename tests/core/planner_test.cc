@@ -13,12 +13,16 @@ using istio_iptables::testing::injected_sidecar;
 
 namespace {
 
+// The chain as iptables-restore leaves it: the ops on it in order, "-I N" at position N.
 std::vector<std::string> chain_rules(const Ruleset& rs, Table table, const std::string& chain) {
   std::vector<std::string> out;
-  for (const auto& t : materialize(rs))
-    if (t.table == table)
-      if (const auto* c = t.find(chain))
-        for (const auto& r : c->rules) out.push_back(rule_spec(r));
+  for (const auto& op : rs.ops) {
+    if (op.table != table || op.chain != chain) continue;
+    if (op.insert_position)
+      out.insert(out.begin() + static_cast<std::ptrdiff_t>(*op.insert_position - 1), rule_spec(op.rule));
+    else
+      out.push_back(rule_spec(op.rule));
+  }
   return out;
 }
 

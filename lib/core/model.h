@@ -12,8 +12,8 @@
 // iptables-restore would build from that text.
 //
 // A Ruleset is Istio's ordered list of operations for one family: append to a chain, or insert
-// at a 1-based position. Rendering keeps that list; `materialize` computes what each chain holds
-// once the list has been applied to empty chains, which is what apply, check and cleanup compare.
+// at a 1-based position. Rendering keeps that list; reconcile.cc places the operations among
+// what a table already holds, which is what apply, check and cleanup compare.
 #pragma once
 
 #include <cstdint>

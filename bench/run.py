@@ -4,7 +4,7 @@ sequence, each run in a fresh network namespace, every comparison interleaved in
 
 Prints a markdown table and writes it, with the date and the machine, to docs/performance.md,
 and draws the scale results with gnuplot (docs/perf-plan-size.png, docs/perf-table-size.png).
-usage: bench/run.py [--runs N] [--quick] [--tool PATH] [--no-write]
+usage: bench/run.py [--runs N] [--quick] [--tool PATH] [--no-write] [--only TEXT ...]
 Needs root (unshare -n), iptables (legacy and nft) and gnuplot. Never touches the host's rules.
 """
 import argparse
@@ -31,7 +31,11 @@ ap.add_argument("--quick", action="store_true", help="fewer sizes, for a smoke t
 ap.add_argument("--tool", default=os.path.join(ROOT, "build", "release", "cli", "istio-iptables"))
 ap.add_argument("--no-write", action="store_true")
 ap.add_argument("--measure", default=os.path.join(ROOT, "build", "release", "bench_measure"))
+ap.add_argument("--only", nargs="+", metavar="TEXT",
+                help="run only the scenarios whose title contains one of these texts (implies --no-write)")
 opts = ap.parse_args()
+if opts.only:
+    opts.no_write = True  # a partial table must not replace the whole one in docs/performance.md
 TOOL = os.path.abspath(opts.tool)
 WORK = tempfile.mkdtemp(prefix="istio-iptables-bench-")
 LOCK = os.path.join(WORK, "xtables.lock")
@@ -148,7 +152,8 @@ def foreign_rules(n):
 
 
 def measure(spec):
-    p = subprocess.run(["unshare", "-n", sys.executable, INNER, json.dumps(spec)], capture_output=True, text=True)
+    # The spec goes through standard input: with 10 000 CIDRs it is longer than one argument may be.
+    p = subprocess.run(["unshare", "-n", sys.executable, INNER, "-"], input=json.dumps(spec), capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"benchmark step failed: {p.stderr}")
     r = json.loads(p.stdout)
@@ -197,6 +202,15 @@ for n in sizes:
             ("iptables-legacy-restore", {"argv": ["iptables-legacy-restore", "--noflush"], "stdin": r4}),
         ], "iptables-legacy-restore"))
         scale_rows.append((what, n, len(groups) - 1))
+        if n >= 1000:
+            # check reads the table and diffs it against the plan: it should cost what an apply costs.
+            groups.append((f"Check with the rules in place: {n} excluded {what} (IPv4)", [
+                ("ours, check", {"setup": [[TOOL] + args + ["--backend", "libiptc"]],
+                                 "argv": [TOOL, "check"] + args + ["--backend", "libiptc"]}),
+                ("ours, apply (fresh namespace)", {"argv": [TOOL] + args + ["--backend", "libiptc"]}),
+                ("ours, re-apply (rules in place: reads them too)",
+                 {"setup": [[TOOL] + args + ["--backend", "libiptc"]], "argv": [TOOL] + args + ["--backend", "libiptc"]}),
+            ], "ours, apply (fresh namespace)"))
 
 foreign_rows = []
 for n in ([10000] if opts.quick else [10000, 50000]):
@@ -216,9 +230,13 @@ groups.append(("Dry-run of the injected sidecar's flags (whole process)", [
     ("/bin/true (process start-up floor)", {"argv": ["/bin/true"]}),
 ], "/bin/true (process start-up floor)"))
 
-results = {(g, label): [] for g, (_, methods, _) in enumerate(groups) for label, _ in methods}
+selected = [g for g, (title, _, _) in enumerate(groups) if not opts.only or any(t in title for t in opts.only)]
+if not selected:
+    raise SystemExit(f"no scenario title contains any of {opts.only}")
+results = {(g, label): [] for g in selected for label, _ in groups[g][1]}
 for run in range(opts.runs):  # interleaved: every method once per round
-    for g, (_, methods, _) in enumerate(groups):
+    for g in selected:
+        methods = groups[g][1]
         for label, spec in methods:
             spec = dict(spec)
             spec["env"] = ENV
@@ -242,7 +260,8 @@ machine = f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}"
 lines = [f"Measured {datetime.date.today().isoformat()} on {machine}; {opts.runs} runs of each, interleaved, "
          "each run in a fresh network namespace; whole-process wall time.", "",
          "| scenario | method | median ms | min–max ms | ratio to baseline | peak RSS MiB |", "|---|---|---|---|---|---|"]
-for g, (title, methods, baseline) in enumerate(groups):
+for g in selected:
+    title, methods, baseline = groups[g]
     base = stats(results[(g, baseline)])[0]
     for label, _ in methods:
         med, lo, hi, rss = stats(results[(g, label)])
@@ -251,6 +270,9 @@ for g, (title, methods, baseline) in enumerate(groups):
 table = "\n".join(lines)
 print(table)
 
+if opts.only:
+    print(f"(work files in {WORK})", file=sys.stderr)
+    sys.exit(0)
 plan_dat = write("plan.dat", "\n".join(
     f"{n} {stats(results[(g, 'ours, libiptc')])[0]:.3f} {stats(results[(g, 'iptables-legacy-restore')])[0]:.3f}"
     for what, n, g in scale_rows if what == "CIDRs") + "\n")

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "core/apply.h"
+#include "core/message.h"
 #include "core/planner.h"
 #include "core/restore_text.h"
 #include "core/rule_text.h"
@@ -117,7 +118,7 @@ int check_against_file(const Plan& p, const std::string& path, MachineFacts& fac
   }
   auto parsed = parse_ruleset_text(text.value());
   if (!parsed) {
-    log.error("--against " + path + ": " + parsed.error().message);
+    log.error("--against " + quoted_for_message(path) + ": " + parsed.error().message);
     return exit_code::kUsage;
   }
   // Group names stay names on both sides: compare them as written.
@@ -149,7 +150,7 @@ int check_against_file(const Plan& p, const std::string& path, MachineFacts& fac
     }
   }
   if (all.empty()) {
-    out << "the plan matches " << path << "\n";
+    out << "the plan matches " << quoted_for_message(path) << "\n";
     return exit_code::kOk;
   }
   out << format_differences(all);
@@ -218,11 +219,11 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
       log.error(diffs.error().message);
       return exit_code::kStateUnreadable;
     }
-    if (diffs.value().empty()) {
+    out << format_differences(diffs.value());
+    if (!any_differences(diffs.value())) {
       out << "the installed rules match the plan\n";
       return exit_code::kOk;
     }
-    out << format_differences(diffs.value());
     return exit_code::kFailure;
   }
   case Command::Cleanup: {
@@ -343,8 +344,9 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     if (option->count() > 0) parsed.command_line[name] = storage[name];
   std::vector<std::string> unknown;
   for (const auto& extra : app.remaining())
-    unknown.push_back(extra.size() > 1 && extra[0] == '-' ? fmt::format("unknown flag {}", extra)
-                                                          : fmt::format("unexpected argument \"{}\"", extra));
+    unknown.push_back(extra.size() > 1 && extra[0] == '-'
+                          ? fmt::format("unknown flag {}", quoted_for_message(extra))
+                          : fmt::format("unexpected argument {}", quoted_for_message(extra)));
   Log log(err, log_threshold(parsed.log_level));
 
   auto resolved = resolve_settings(parsed.command_line, context.environment);

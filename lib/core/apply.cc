@@ -1,5 +1,7 @@
 #include "core/apply.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace istio_iptables {
@@ -110,20 +112,27 @@ Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& p
         now.chains.push_back(InstalledChain{name, true, {}});
     }
     auto diffs = differences(now, desired_table(now, job.ops));
-    if (!diffs.empty()) out.push_back(TableDifferences{job.family, job.table, std::move(diffs)});
+    auto notes = placement_notes(now);
+    if (!diffs.empty() || !notes.empty())
+      out.push_back(TableDifferences{job.family, job.table, std::move(diffs), std::move(notes)});
   }
   return out;
+}
+
+bool any_differences(const std::vector<TableDifferences>& tables) {
+  return std::any_of(tables.begin(), tables.end(), [](const TableDifferences& t) { return !t.differences.empty(); });
 }
 
 std::string format_differences(const std::vector<TableDifferences>& diffs) {
   std::string out;
   for (const auto& t : diffs)
-    for (const auto& d : t.differences) {
-      const char* kind = d.kind == Difference::Missing ? "missing"
-                         : d.kind == Difference::Extra ? "extra"
-                                                       : "misplaced";
-      out += fmt::format("{} {} {}: {}: {}\n", family_name(t.family), table_name(t.table), d.chain, kind, d.rule);
-    }
+    for (const auto& d : t.differences)
+      out += fmt::format("{} {} {}: {}: {}\n", family_name(t.family), table_name(t.table), d.chain,
+                         d.kind == Difference::Missing ? "missing" : "extra", d.rule);
+  for (const auto& t : diffs)
+    for (const auto& n : t.notes)
+      out += fmt::format("{} {} {}: note: foreign rule {} stands before our jump {}; it can bypass capture\n",
+                         family_name(t.family), table_name(t.table), n.chain, n.rule, n.jump);
   return out;
 }
 

@@ -29,17 +29,23 @@ Result<ApplyOutcome> apply_plan(NetfilterStore& store, const Plan& plan);
 /// Removes every ISTIO_* chain and every rule of ours, in every existing table of both families.
 Result<ApplyOutcome> cleanup(NetfilterStore& store);
 
-/// Differences of one table.
+/// Differences of one table, and notes that are not differences (foreign rules standing before
+/// our jumps in a built-in chain: they may bypass capture, but they are not ours to judge).
 struct TableDifferences {
   Family family;
   Table table;
   std::vector<Difference> differences;
+  std::vector<PlacementNote> notes;
 };
 
-/// Compares what is installed with the plan; empty when they are the same.
+/// Compares what is installed with the plan: the tables that differ or carry notes.
 Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& plan);
 
-/// A readable report of differences ("IPv4 nat ISTIO_OUTPUT: missing: -d 127.0.0.1/32 -j RETURN").
+/// Does any table differ from the plan? (Notes alone do not count.)
+bool any_differences(const std::vector<TableDifferences>& tables);
+
+/// A readable report, differences first ("IPv4 nat ISTIO_OUTPUT: missing: -d 127.0.0.1/32 -j
+/// RETURN"), then notes ("IPv4 nat OUTPUT: note: foreign rule … stands before our jump …").
 std::string format_differences(const std::vector<TableDifferences>& diffs);
 
 }  // namespace istio_iptables

@@ -111,58 +111,160 @@ Status add_ipv6_passthrough_address() {
   return ok_status();
 }
 
+// Adding and removal look first. The kernel's duplicate check for rules compares the priority
+// (and one added without a priority gets a new one each time), it deletes the first rule or
+// route a request's attributes match, and a request can only name what it knows (an IPv6 route
+// delete, for one, ignores the route's type). So both list the candidates and keep those that
+// are exactly what this file installs: a rule with a fwmark of full mask, a table and no other
+// selector (not "fwmark M iif eth0 lookup T"); a local default route through lo, proto boot, no
+// gateway. Removal deletes each by its priority (rule) or metric (route), so that the request
+// matches that one entry.
+
 namespace {
-// Is there already a rule "fwmark MARK lookup TABLE"? The kernel's duplicate check compares the
-// priority too, and a rule added without one gets a new priority each time: look first.
-Result<bool> fwmark_rule_exists(mnl_socket* s, Family family, std::uint32_t mark, std::uint32_t table) {
+
+constexpr std::uint16_t kDelete = NLM_F_REQUEST | NLM_F_ACK;
+
+bool absent(int e) { return e == ENOENT || e == ESRCH || e == EADDRNOTAVAIL || e == EAFNOSUPPORT; }
+
+// One routing rule as the dump shows it: what we need to tell ours from the rest.
+struct RuleSeen {
+  std::uint32_t mark = 0, mask = 0xffffffffU, table = 0, priority = 0;
+  bool has_mark = false, has_priority = false;
+  bool other_selector = false;  // iif, oif, from, to, ports, protocol, uid range, goto, ...
+};
+
+int on_rule_attribute(const nlattr* attr, void* data) {
+  auto* r = static_cast<RuleSeen*>(data);
+  const auto type = mnl_attr_get_type(attr);
+  const bool u32 = mnl_attr_validate(attr, MNL_TYPE_U32) >= 0;
+  switch (type) {
+  case FRA_FWMARK:
+    if (u32) r->mark = mnl_attr_get_u32(attr), r->has_mark = true;
+    break;
+  case FRA_FWMASK:
+    if (u32) r->mask = mnl_attr_get_u32(attr);
+    break;
+  case FRA_TABLE:
+    if (u32) r->table = mnl_attr_get_u32(attr);
+    break;
+  case FRA_PRIORITY:
+    if (u32) r->priority = mnl_attr_get_u32(attr), r->has_priority = true;
+    break;
+  case FRA_SUPPRESS_PREFIXLEN:
+  case FRA_SUPPRESS_IFGROUP:
+    // Reported always; -1 means unset.
+    if (u32 && mnl_attr_get_u32(attr) != 0xffffffffU) r->other_selector = true;
+    break;
+  case FRA_IIFNAME:
+  case FRA_OIFNAME:
+  case FRA_SRC:
+  case FRA_DST:
+  case FRA_GOTO:
+  case FRA_FLOW:
+  case FRA_TUN_ID:
+  case FRA_L3MDEV:
+  case FRA_UID_RANGE:
+  case FRA_IP_PROTO:
+  case FRA_SPORT_RANGE:
+  case FRA_DPORT_RANGE: r->other_selector = true; break;
+  default: break;
+  }
+  return MNL_CB_OK;
+}
+
+// The priorities of the rules "fwmark MARK lookup TABLE" and nothing more (mask 0xffffffff, as
+// add_fwmark_rule leaves it).
+Result<std::vector<std::uint32_t>> fwmark_rule_priorities(mnl_socket* s, Family family, std::uint32_t mark,
+                                                          std::uint32_t table) {
   Message m(RTM_GETRULE, kDump);
   m.header<fib_rule_hdr>()->family = family == Family::V4 ? AF_INET : AF_INET6;
   struct Want {
     std::uint32_t mark, table;
-    bool found = false;
-  } want{mark, table};
+    std::vector<std::uint32_t> priorities;
+  } want{mark, table, {}};
   auto on_rule = [](const nlmsghdr* msg, void* data) -> int {
     auto* w = static_cast<Want*>(data);
     const auto* h = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(msg));
-    struct Seen {
-      std::uint32_t mark = 0, table = 0, mask = 0xffffffffU;
-      bool has_mark = false;
-    } seen;
+    RuleSeen seen;
     seen.table = h->table;
+    mnl_attr_parse(msg, sizeof(fib_rule_hdr), on_rule_attribute, &seen);
+    const bool plain =
+        h->src_len == 0 && h->dst_len == 0 && h->tos == 0 && (h->flags & FIB_RULE_INVERT) == 0 && !seen.other_selector;
+    if (h->action == FR_ACT_TO_TBL && plain && seen.has_mark && seen.mark == w->mark && seen.mask == 0xffffffffU &&
+        seen.table == w->table && seen.has_priority)
+      w->priorities.push_back(seen.priority);
+    return MNL_CB_OK;
+  };
+  int e = dump(s, m, on_rule, &want);
+  if (e == EAFNOSUPPORT) return want.priorities;  // no such family in this kernel: none of ours
+  if (e != 0) return Error{fmt::format("cannot list the {} routing rules: {}", family_name(family), std::strerror(e))};
+  return want.priorities;
+}
+
+// The metrics of the routes "local default dev lo table TABLE proto boot" (IPv6 keeps one
+// route per metric; IPv4 reports none, 0).
+Result<std::vector<std::uint32_t>> local_default_route_metrics(mnl_socket* s, Family family, std::uint32_t table,
+                                                               unsigned lo) {
+  Message m(RTM_GETROUTE, kDump);
+  m.header<rtmsg>()->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
+  struct Want {
+    std::uint32_t table;
+    unsigned lo;
+    std::vector<std::uint32_t> metrics;
+  } want{table, lo, {}};
+  auto on_route = [](const nlmsghdr* msg, void* data) -> int {
+    auto* w = static_cast<Want*>(data);
+    const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(msg));
+    struct Seen {
+      std::uint32_t table = 0, oif = 0, metric = 0;
+      bool other = false;  // a gateway, a source, several next hops: another shape
+    } seen;
+    seen.table = rtm->rtm_table;
     mnl_attr_parse(
-        msg, sizeof(fib_rule_hdr),
+        msg, sizeof(rtmsg),
         [](const nlattr* attr, void* d) -> int {
           auto* x = static_cast<Seen*>(d);
-          if (mnl_attr_validate(attr, MNL_TYPE_U32) < 0) return MNL_CB_OK;
           switch (mnl_attr_get_type(attr)) {
-          case FRA_FWMARK:
-            x->mark = mnl_attr_get_u32(attr);
-            x->has_mark = true;
+          case RTA_TABLE:
+            if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) x->table = mnl_attr_get_u32(attr);
             break;
-          case FRA_FWMASK: x->mask = mnl_attr_get_u32(attr); break;
-          case FRA_TABLE: x->table = mnl_attr_get_u32(attr); break;
+          case RTA_OIF:
+            if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) x->oif = mnl_attr_get_u32(attr);
+            break;
+          case RTA_PRIORITY:
+            if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) x->metric = mnl_attr_get_u32(attr);
+            break;
+          case RTA_GATEWAY:
+          case RTA_VIA:
+          case RTA_MULTIPATH:
+          case RTA_PREFSRC:
+          case RTA_SRC: x->other = true; break;
           default: break;
           }
           return MNL_CB_OK;
         },
         &seen);
-    if (h->action == FR_ACT_TO_TBL && seen.has_mark && seen.mark == w->mark && seen.mask == 0xffffffffU &&
-        seen.table == w->table)
-      w->found = true;
+    if (rtm->rtm_dst_len == 0 && rtm->rtm_src_len == 0 && rtm->rtm_type == RTN_LOCAL &&
+        rtm->rtm_protocol == RTPROT_BOOT && seen.table == w->table && seen.oif == w->lo && !seen.other)
+      w->metrics.push_back(seen.metric);
     return MNL_CB_OK;
   };
-  int e = dump(s, m, on_rule, &want);
-  if (e != 0) return Error{fmt::format("cannot list routing rules: {}", std::strerror(e))};
-  return want.found;
+  int e = dump(s, m, on_route, &want);
+  if (e == EAFNOSUPPORT) return want.metrics;  // no such family in this kernel: none of ours
+  if (e != 0) return Error{fmt::format("cannot list the {} routes: {}", family_name(family), std::strerror(e))};
+  return want.metrics;
 }
+
 }  // namespace
 
 Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
   auto s = open_socket(NETLINK_ROUTE);
   if (!s) return Error{s.error().message};
-  auto exists = fwmark_rule_exists(s.value().get(), family, mark, table);
-  if (!exists) return Error{exists.error().message};
-  if (exists.value()) return ok_status();
+  // The kernel's duplicate check compares the priority too, and a rule added without one gets a
+  // new priority each time: look first (for exactly this rule, not one with an iif or a mask).
+  auto existing = fwmark_rule_priorities(s.value().get(), family, mark, table);
+  if (!existing) return Error{existing.error().message};
+  if (!existing.value().empty()) return ok_status();
   Message m(RTM_NEWRULE, kCreate);
   nlmsghdr* nlh = m.nlh;
   auto* rule = m.header<fib_rule_hdr>();
@@ -230,9 +332,72 @@ Result<std::vector<NftTable>> list_nft_tables() {
   return Error{fmt::format("cannot read nf_tables' tables: {}", std::strerror(e))};
 }
 
-// TODO(routes helper): real implementations.
-Status remove_ipv6_passthrough_address() { return Error{"not implemented: removing ::6/128 from lo"}; }
-Status remove_fwmark_rule(Family, std::uint32_t, std::uint32_t) { return Error{"not implemented: removing the fwmark rule"}; }
-Status remove_local_default_route(Family, std::uint32_t) { return Error{"not implemented: removing the local route"}; }
+Status remove_ipv6_passthrough_address() {
+  auto s = open_socket(NETLINK_ROUTE);
+  if (!s) return Error{s.error().message};
+  unsigned lo = loopback_index();
+  if (lo == 0) return ok_status();  // no lo: nothing on it
+  Message m(RTM_DELADDR, kDelete);
+  auto* ifa = m.header<ifaddrmsg>();
+  ifa->ifa_family = AF_INET6;
+  ifa->ifa_prefixlen = 128;
+  ifa->ifa_index = lo;
+  in6_addr addr{};
+  addr.s6_addr[15] = 6;
+  mnl_attr_put(m.nlh, IFA_LOCAL, sizeof addr, &addr);
+  int e = request(s.value().get(), m.nlh);
+  if (e != 0 && !absent(e)) return Error{fmt::format("cannot remove ::6/128 from lo: {}", std::strerror(e))};
+  return ok_status();
+}
+
+Status remove_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
+  auto s = open_socket(NETLINK_ROUTE);
+  if (!s) return Error{s.error().message};
+  auto priorities = fwmark_rule_priorities(s.value().get(), family, mark, table);
+  if (!priorities) return Error{priorities.error().message};
+  for (std::uint32_t priority : priorities.value()) {
+    Message m(RTM_DELRULE, kDelete);
+    auto* rule = m.header<fib_rule_hdr>();
+    rule->family = family == Family::V4 ? AF_INET : AF_INET6;
+    rule->action = FR_ACT_TO_TBL;
+    rule->table = static_cast<std::uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+    mnl_attr_put_u32(m.nlh, FRA_FWMARK, mark);
+    mnl_attr_put_u32(m.nlh, FRA_FWMASK, 0xffffffffU);
+    mnl_attr_put_u32(m.nlh, FRA_TABLE, table);
+    mnl_attr_put_u32(m.nlh, FRA_PRIORITY, priority);
+    int e = request(s.value().get(), m.nlh);
+    if (e != 0 && !absent(e))
+      return Error{fmt::format("cannot remove the {} rule fwmark {} lookup {}: {}", family_name(family), mark, table,
+                               std::strerror(e))};
+  }
+  return ok_status();
+}
+
+Status remove_local_default_route(Family family, std::uint32_t table) {
+  auto s = open_socket(NETLINK_ROUTE);
+  if (!s) return Error{s.error().message};
+  unsigned lo = loopback_index();
+  if (lo == 0) return ok_status();  // no lo: no route through it
+  auto metrics = local_default_route_metrics(s.value().get(), family, table, lo);
+  if (!metrics) return Error{metrics.error().message};
+  for (std::uint32_t metric : metrics.value()) {
+    Message m(RTM_DELROUTE, kDelete);
+    auto* rtm = m.header<rtmsg>();
+    rtm->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
+    rtm->rtm_dst_len = 0;
+    rtm->rtm_table = static_cast<unsigned char>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+    rtm->rtm_protocol = RTPROT_BOOT;
+    rtm->rtm_scope = RT_SCOPE_HOST;
+    rtm->rtm_type = RTN_LOCAL;
+    mnl_attr_put_u32(m.nlh, RTA_TABLE, table);
+    mnl_attr_put_u32(m.nlh, RTA_OIF, lo);
+    if (metric != 0) mnl_attr_put_u32(m.nlh, RTA_PRIORITY, metric);
+    int e = request(s.value().get(), m.nlh);
+    if (e != 0 && !absent(e))
+      return Error{fmt::format("cannot remove the {} local default route of table {}: {}", family_name(family), table,
+                               std::strerror(e))};
+  }
+  return ok_status();
+}
 
 }  // namespace istio_iptables::netlink

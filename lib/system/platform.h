@@ -19,7 +19,7 @@ enum class Backend { Auto, Libiptc, Restore };
 struct BackendRequest {
   Backend backend = Backend::Auto;
   std::string force_binary;         ///< "", "legacy" or "nft"
-  std::uint32_t wait_seconds = 30;  ///< passed to iptables-legacy-restore --wait
+  std::uint32_t wait_seconds = 30;  ///< passed as --wait to every iptables-restore run (legacy and nft)
 };
 
 /// An opened backend: the store, and why it was chosen (for the log).

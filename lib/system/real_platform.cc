@@ -94,8 +94,12 @@ Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
     std::string ignored;
     variant = nft_iptables_in_use(ignored) || !legacy_xtables_available(Family::V4) ? "nft" : "legacy";
   }
-  auto path = environment_.count("PATH") ? environment_.at("PATH") : std::string("/usr/sbin:/usr/bin:/sbin:/bin");
-  auto store = RestoreStore::open(variant, path, groups_, request.wait_seconds);
+  // The binaries see what iptables would: our PATH, our XTABLES_LOCKFILE (so that they and the
+  // writers this tool waits for share one lock) and, through --wait, our patience.
+  std::map<std::string, std::string> child_environment;
+  for (const char* name : {"PATH", "XTABLES_LOCKFILE"})
+    if (auto it = environment_.find(name); it != environment_.end()) child_environment.emplace(name, it->second);
+  auto store = RestoreStore::open(variant, std::move(child_environment), groups_, request.wait_seconds);
   if (!store) return Error{store.error().message};
   return OpenedStore{std::move(store).value(),
                      fmt::format("iptables-{}-restore: {}", variant, why.empty() ? "--backend restore" : why), false};

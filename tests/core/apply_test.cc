@@ -124,7 +124,7 @@ TEST_CASE("cleanup: removes our chains and rules of any configuration and keeps 
   CHECK(store.chain(Family::V4, Table::Mangle, "PREROUTING").empty());  // CONNMARK and -i eth9 RETURN gone
 }
 
-TEST_CASE("check: reports missing, extra and misplaced rules by family, table and chain") {
+TEST_CASE("check: reports missing and extra rules by family, table and chain") {
   MemoryStore store;
   REQUIRE(apply_plan(store, plan(sidecar(false, false))));
   auto same = check(store, plan(sidecar(false, false)));

@@ -297,6 +297,14 @@ Status add_local_default_route(Family family, std::uint32_t table) {
   mnl_attr_put_u32(nlh, RTA_TABLE, table);
   mnl_attr_put_u32(nlh, RTA_OIF, lo);
   int e = request(s.value().get(), nlh);
+  // Right after lo comes up in a fresh namespace, IPv6 may not be ready on it yet and the kernel
+  // answers ENETDOWN for a moment (seen in tests ~50 ms after `ip link set lo up`): wait for it,
+  // a second at most.
+  for (int waited = 0; e == ENETDOWN && waited < 50; ++waited) {
+    timespec pause{0, 20 * 1000 * 1000};
+    ::nanosleep(&pause, nullptr);
+    e = request(s.value().get(), nlh);
+  }
   if (e != 0 && e != EEXIST)
     return Error{fmt::format("cannot add the {} local default route to table {}: {}", family_name(family), table,
                              std::strerror(e))};

@@ -111,7 +111,7 @@ class Log {
 
 // Compares the plan with a stored iptables-restore text (a golden file), without the kernel.
 int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out, Log& log) {
-  auto text = facts.read_file(path);
+  auto text = facts.read_file(path, kMaxRulesetTextBytes);
   if (!text) {
     log.error("--against: " + text.error().message);
     return exit_code::kUsage;
@@ -146,7 +146,7 @@ int check_against_file(const Plan& p, const std::string& path, MachineFacts& fac
                 EncodedOp{op.chain, op.insert_position,
                           InstalledRule{rule_spec(op.rule), rule_spec(canonical(op.rule, no_lookup)), op.rule}});
       auto diffs = differences(snap, desired_table(snap, ops));
-      if (!diffs.empty()) all.push_back(TableDifferences{f, t, std::move(diffs)});
+      if (!diffs.empty()) all.push_back(TableDifferences{f, t, std::move(diffs), {}});
     }
   }
   if (all.empty()) {
@@ -365,7 +365,10 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
       return named == Command::Check ? exit_code::kStateUnreadable : exit_code::kFailure;
     }
   }
-  auto built = build_settings(resolved, context.environment, *context.facts);
+  // cleanup depends on no interface address: it is not asked for one.
+  const bool cleanup_named =
+      named ? *named == Command::Cleanup : parse_go_bool(resolved["cleanup-only"].value).value_or(false);
+  auto built = build_settings(resolved, context.environment, *context.facts, /*detect_ipv6=*/!cleanup_named);
   if (!unknown.empty()) {
     for (const auto& m : unknown) log.error(m);
     if (auto* problems = std::get_if<SettingsError>(&built))

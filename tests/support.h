@@ -18,27 +18,36 @@ namespace istio_iptables::testing {
 /// MachineFacts with fixed answers; counts what it was asked.
 class FakeFacts : public MachineFacts {
  public:
+  using MachineFacts::read_file;
   std::optional<bool> ipv6;                  // nullopt: "no valid local IP address found"
   std::map<std::string, std::string> files;  // path -> text
   std::map<std::string, std::uint32_t> users;
+  std::optional<std::string> passwd_error;  // set: the passwd file cannot be read
+  std::size_t last_max_bytes = 0;           // the limit of the last read_file
   int questions = 0;
+  int ipv6_questions = 0;
 
   Result<bool> ipv6_enabled(bool) override {
     ++questions;
+    ++ipv6_questions;
     if (ipv6) return *ipv6;
     return Error{"no valid local IP address found"};
   }
-  Result<std::string> read_file(const std::string& path) override {
+  Result<std::string> read_file(const std::string& path, std::size_t max_bytes) override {
     ++questions;
+    last_max_bytes = max_bytes;
     auto it = files.find(path);
-    if (it == files.end()) return Error{"cannot open " + path + ": No such file or directory"};
+    if (it == files.end()) return Error{"cannot open \"" + path + "\": No such file or directory"};
+    if (it->second.size() > max_bytes)
+      return Error{"cannot read \"" + path + "\": larger than " + std::to_string(max_bytes) + " bytes"};
     return it->second;
   }
-  std::optional<std::uint32_t> user_id(const std::string& user) override {
+  Result<std::optional<std::uint32_t>> user_id(const std::string& user) override {
     ++questions;
+    if (passwd_error) return Error{*passwd_error};
     auto it = users.find(user);
-    if (it == users.end()) return std::nullopt;
-    return it->second;
+    if (it == users.end()) return std::optional<std::uint32_t>();
+    return std::optional<std::uint32_t>(it->second);
   }
 };
 

@@ -2,38 +2,22 @@
 
 #include <cstddef>
 
+#include "core/number.h"
+
 namespace istio_iptables {
 namespace {
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Dotted quad, four decimal octets, no leading zeros (netip refuses "010.0.0.1").
 std::optional<std::array<std::uint8_t, 4>> parse_ipv4(std::string_view s) {
   std::array<std::uint8_t, 4> out{};
-  std::size_t pos = 0;
-  for (int i = 0; i < 4; ++i) {
-    if (i > 0) {
-      if (pos >= s.size() || s[pos] != '.') return std::nullopt;
-      ++pos;
-    }
-    std::size_t start = pos;
-    unsigned value = 0;
-    while (pos < s.size() && is_digit(s[pos]) && pos - start < 3) {
-      value = value * 10 + static_cast<unsigned>(s[pos] - '0');
-      ++pos;
-    }
-    std::size_t len = pos - start;
-    if (len == 0 || value > 255 || (len > 1 && s[start] == '0')) return std::nullopt;
-    out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(value);
+  std::size_t count = 0;
+  for (const auto& octet : split_list(s, EmptyItems::Keep, '.')) {
+    if (count == 4 || (octet.size() > 1 && octet[0] == '0')) return std::nullopt;
+    auto value = parse_unsigned(octet, 255);
+    if (!value) return std::nullopt;
+    out[count++] = static_cast<std::uint8_t>(*value);
   }
-  if (pos != s.size()) return std::nullopt;
+  if (count != 4) return std::nullopt;
   return out;
 }
 
@@ -61,14 +45,9 @@ std::optional<std::array<std::uint8_t, 16>> parse_ipv6(std::string_view s) {
       pos = s.size();
       break;
     }
-    if (item.empty() || item.size() > 4) return std::nullopt;
-    unsigned value = 0;
-    for (char c : item) {
-      int h = hex_value(c);
-      if (h < 0) return std::nullopt;
-      value = value * 16 + static_cast<unsigned>(h);
-    }
-    groups[static_cast<std::size_t>(count++)] = static_cast<std::uint16_t>(value);
+    auto value = item.size() <= 4 ? parse_unsigned(item, 0xffff, NumberSyntax::Hex) : std::nullopt;
+    if (!value) return std::nullopt;
+    groups[static_cast<std::size_t>(count++)] = static_cast<std::uint16_t>(*value);
     pos += item.size();
     if (pos == s.size()) break;
     ++pos;  // the ':'
@@ -128,14 +107,10 @@ std::optional<Prefix> parse_prefix(std::string_view text) {
   auto address = parse_address(text.substr(0, slash));
   if (!address) return std::nullopt;
   std::string_view bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0')) return std::nullopt;
-  unsigned length = 0;
-  for (char c : bits) {
-    if (!is_digit(c)) return std::nullopt;
-    length = length * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (length > (address->family == Family::V4 ? 32U : 128U)) return std::nullopt;
-  return Prefix{*address, length};
+  if (bits.size() > 1 && bits[0] == '0') return std::nullopt;  // netip: no leading zeros
+  auto length = parse_unsigned(bits, address->family == Family::V4 ? 32U : 128U);
+  if (!length) return std::nullopt;
+  return Prefix{*address, static_cast<unsigned>(*length)};
 }
 
 bool is_ipv4_mapped(const Address& a) {

@@ -19,9 +19,10 @@ struct Error {
   std::string message;
 };
 
-/// Either a T or an Error. `value()` asserts that there is a value.
+/// Either a T or an Error. `value()` asserts that there is a value. A Result cannot be dropped
+/// unread: ignoring a failure is what made unreadable input look empty.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : data_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : data_(std::move(error)) {}  // NOLINT(google-explicit-constructor)

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <sstream>
+#include <unordered_map>
 
+#include "core/message.h"
+#include "core/number.h"
 #include "core/restore_text.h"
 
 namespace istio_iptables {
@@ -16,23 +19,19 @@ std::vector<std::string> tokens(const std::string& s) {
   return out;
 }
 
+// Numbers as iptables reads them (strtoul with base 0): decimal, or 0x hex as iptables-save
+// prints marks. A leading 0 is octal to iptables: refused, so that such a rule stays text rather
+// than being read as another number.
 std::optional<std::uint32_t> number(const std::string& s) {
-  if (s.empty() || s.size() > 10) return std::nullopt;
-  try {
-    std::size_t used = 0;
-    unsigned long long v = std::stoull(s, &used, 0);  // decimal or 0x hex, as iptables prints marks
-    if (used != s.size() || v > 0xffffffffULL || s[0] == '-' || s[0] == '+') return std::nullopt;
-    return static_cast<std::uint32_t>(v);
-  } catch (...) {
-    return std::nullopt;
-  }
+  auto v = parse_unsigned(s, 0xffffffffULL, NumberSyntax::DecimalOrHex);
+  if (!v) return std::nullopt;
+  return static_cast<std::uint32_t>(*v);
 }
 
 std::optional<std::uint16_t> port(const std::string& s) {
-  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5) return std::nullopt;
-  unsigned long v = std::stoul(s);
-  if (v > 65535) return std::nullopt;
-  return static_cast<std::uint16_t>(v);
+  auto v = parse_unsigned(s, 65535, NumberSyntax::DecimalOrHex);
+  if (!v) return std::nullopt;
+  return static_cast<std::uint16_t>(*v);
 }
 
 // "VALUE" or "VALUE/0xffffffff": only full masks are in the model.
@@ -113,9 +112,7 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
       auto v = arg();
       if (!v || module != "multiport") return std::nullopt;
       MultiportMatch m{{}, negated};
-      std::istringstream list(*v);
-      std::string item;
-      while (std::getline(list, item, ',')) {
+      for (const auto& item : split_list(*v, EmptyItems::Keep)) {
         auto p = port(item);
         if (!p) return std::nullopt;
         m.ports.push_back(*p);
@@ -138,9 +135,7 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
       auto v = arg();
       if (!v || module != "conntrack") return std::nullopt;
       ConntrackMatch m{{}, negated};
-      std::istringstream list(*v);
-      std::string item;
-      while (std::getline(list, item, ',')) {
+      for (const auto& item : split_list(*v, EmptyItems::Keep)) {
         if (item == "INVALID")
           m.states.push_back(ConntrackState::Invalid);
         else if (item == "ESTABLISHED")
@@ -262,6 +257,21 @@ Rule canonical(const Rule& rule, const std::function<std::optional<std::uint32_t
       if (!o->id.number)
         if (auto n = gid(o->id.name)) o->id = OwnerId{*n, {}};
     if (auto* a = std::get_if<AddressMatch>(&m)) a->prefix = Prefix{masked(a->prefix), a->prefix.length};
+    if (auto* c = std::get_if<ConntrackMatch>(&m)) {
+      // A set of bits to the kernel: in the order iptables-save prints them, once each.
+      auto rank = [](ConntrackState st) {
+        switch (st) {
+        case ConntrackState::Invalid: return 0;
+        case ConntrackState::New: return 1;
+        case ConntrackState::Related: return 2;
+        case ConntrackState::Established: return 3;
+        }
+        return 4;
+      };
+      std::sort(c->states.begin(), c->states.end(),
+                [&](ConntrackState x, ConntrackState y) { return rank(x) < rank(y); });
+      c->states.erase(std::unique(c->states.begin(), c->states.end()), c->states.end());
+    }
   }
   out.matches = std::move(matches);
   out.target = rule.target;
@@ -269,28 +279,95 @@ Rule canonical(const Rule& rule, const std::function<std::optional<std::uint32_t
   return out;
 }
 
+namespace {
+
+// A chain while a text is read. Rules are kept in the order they arrive, each with the place it
+// was given (0-based, among the rules the chain held then); the chain's final order is computed
+// once, at the end. Inserting into a vector line by line would shift the whole chain for each
+// `-I CHAIN 1` and make a long text quadratic.
+struct ChainBuilder {
+  std::string name;
+  bool builtin = false;
+  std::vector<TextRule> rules;  // since the last flush, in order of arrival
+  std::vector<std::size_t> at;  // where each was put among the rules present at the time
+  bool appends_only = true;
+};
+
+struct TableBuilder {
+  Table table;
+  std::vector<ChainBuilder> chains;                      // in order of appearance
+  std::unordered_map<std::string, std::size_t> by_name;  // index into chains
+
+  ChainBuilder& chain(const std::string& name) {
+    auto [it, added] = by_name.emplace(name, chains.size());
+    if (added) chains.push_back(ChainBuilder{name, is_builtin_chain(name), {}, {}, true});
+    return chains[it->second];
+  }
+};
+
+// The final order of a chain's rules. Replayed backwards, each rule takes the (at+1)-th place not
+// yet taken by a later rule: a later insertion moves an earlier rule, never the other way round.
+// A Fenwick tree over the free places finds that place in O(log n).
+std::vector<TextRule> final_order(ChainBuilder& chain) {
+  std::vector<TextRule>& rules = chain.rules;
+  if (chain.appends_only) return std::move(rules);
+  const std::size_t n = rules.size();
+  std::vector<std::size_t> tree(n + 1, 0);  // 1-based; every place free at first
+  for (std::size_t i = 1; i <= n; ++i) {
+    tree[i] += 1;
+    std::size_t parent = i + (i & (~i + 1));
+    if (parent <= n) tree[parent] += tree[i];
+  }
+  std::size_t top = 1;
+  while (top * 2 <= n) top *= 2;
+  std::vector<std::optional<TextRule>> placed(n);
+  for (std::size_t k = n; k-- > 0;) {
+    // The smallest place p with (free places up to p) = at[k] + 1.
+    std::size_t want = chain.at[k] + 1, p = 0;
+    for (std::size_t step = top; step > 0; step /= 2)
+      if (p + step <= n && tree[p + step] < want) {
+        p += step;
+        want -= tree[p];
+      }
+    ++p;
+    placed[p - 1] = std::move(rules[k]);
+    for (std::size_t i = p; i <= n; i += i & (~i + 1)) tree[i] -= 1;
+  }
+  std::vector<TextRule> out;
+  out.reserve(n);
+  for (auto& r : placed) out.push_back(std::move(*r));
+  return out;
+}
+
+TextTable finish(TableBuilder& builder) {
+  TextTable t{builder.table, {}};
+  t.chains.reserve(builder.chains.size());
+  for (auto& c : builder.chains) t.chains.push_back(TextChain{c.name, c.builtin, final_order(c)});
+  return t;
+}
+
+}  // namespace
+
 Result<ParsedText> parse_ruleset_text(const std::string& text) {
-  ParsedText out;
-  std::vector<TextTable>* family = &out.v4;
-  TextTable* table = nullptr;
+  std::vector<TableBuilder> v4, v6;
+  std::vector<TableBuilder>* family = &v4;
+  TableBuilder* table = nullptr;
   std::vector<std::string> seen;
-  std::istringstream in(text);
+  std::size_t lineno = 0;
   std::string line;
-  int lineno = 0;
   auto error = [&](const std::string& why) {
-    return Error{"line " + std::to_string(lineno) + ": " + why + ": " + line};
+    return Error{"line " + std::to_string(lineno) + ": " + why + ": " + quoted_for_message(line)};
   };
-  auto chain_ref = [&](const std::string& name) -> TextChain& {
-    for (auto& c : table->chains)
-      if (c.name == name) return c;
-    table->chains.push_back(TextChain{name, is_builtin_chain(name), {}});
-    return table->chains.back();
-  };
-  while (std::getline(in, line)) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    line.assign(text, pos, end - pos);
+    pos = end + 1;
     ++lineno;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     if (line.rfind("# ip6tables", 0) == 0 || line.rfind("#ip6tables", 0) == 0) {
-      family = &out.v6;
+      family = &v6;
       seen.clear();
       table = nullptr;
       continue;
@@ -314,12 +391,12 @@ Result<ParsedText> parse_ruleset_text(const std::string& text) {
         t = Table::Raw;
       else
         return error("unknown table");
-      if (std::find(seen.begin(), seen.end(), name) != seen.end() && family == &out.v4) {
-        family = &out.v6;
+      if (std::find(seen.begin(), seen.end(), name) != seen.end() && family == &v4) {
+        family = &v6;
         seen.clear();
       }
       seen.push_back(name);
-      family->push_back(TextTable{t, {}});
+      family->push_back(TableBuilder{t, {}, {}});
       table = &family->back();
       continue;
     }
@@ -336,39 +413,48 @@ Result<ParsedText> parse_ruleset_text(const std::string& text) {
     auto t = tokens(rest);
     if (t.empty()) continue;
     if (t[0][0] == ':') {
-      chain_ref(t[0].substr(1));
+      table->chain(t[0].substr(1));
       continue;
     }
     if ((t[0] == "-N" || t[0] == "--new-chain" || t[0] == "-F" || t[0] == "--flush") && t.size() == 2) {
-      auto& c = chain_ref(t[1]);
-      if (t[0] == "-F" || t[0] == "--flush") c.rules.clear();
+      auto& c = table->chain(t[1]);
+      if (t[0] == "-F" || t[0] == "--flush") {
+        c.rules.clear();
+        c.at.clear();
+        c.appends_only = true;
+      }
       continue;
     }
     bool insert = t[0] == "-I" || t[0] == "--insert";
     if ((t[0] == "-A" || t[0] == "--append" || insert) && t.size() >= 2) {
       std::size_t first = 2;
-      std::size_t position = 0;
-      if (insert && t.size() > 2 && t[2].find_first_not_of("0123456789") == std::string::npos) {
-        position = std::stoul(t[2]);
+      std::size_t position = 1;
+      if (insert && t.size() > 2 && t[2][0] >= '0' && t[2][0] <= '9') {
+        // iptables' rule numbers: 1 to INT_MAX, read as strtoul with base 0 reads them.
+        auto n = parse_unsigned(t[2], 2147483647, NumberSyntax::DecimalOrHex);
+        if (!n || *n == 0) return error("not a rule number (1 to 2147483647)");
+        position = static_cast<std::size_t>(*n);
         first = 3;
       }
       std::string spec;
       for (std::size_t k = first; k < t.size(); ++k) spec += (k == first ? "" : " ") + t[k];
-      chain_ref(t[1]);  // the chain is named before its jump target, as iptables-restore sees them
+      table->chain(t[1]);  // the chain is named before its jump target, as iptables-restore sees them
       TextRule rule{spec, counters, parse_rule_spec(spec)};
       if (rule.rule)
-        if (auto target = jump_chain(*rule.rule)) chain_ref(*target);
-      TextChain& chain = chain_ref(t[1]);  // looked up again: declaring the target may move the vector
-      if (insert) {
-        std::size_t pos = position == 0 ? 0 : std::min(position - 1, chain.rules.size());
-        chain.rules.insert(chain.rules.begin() + static_cast<std::ptrdiff_t>(pos), rule);
-      } else {
-        chain.rules.push_back(std::move(rule));
-      }
+        if (auto target = jump_chain(*rule.rule)) table->chain(*target);
+      ChainBuilder& chain = table->chain(t[1]);  // looked up again: declaring the target may move the vector
+      std::size_t present = chain.rules.size();
+      std::size_t at = insert ? std::min(position - 1, present) : present;
+      if (at != present) chain.appends_only = false;
+      chain.at.push_back(at);
+      chain.rules.push_back(std::move(rule));
       continue;
     }
     return error("not a rule, a chain or a table");
   }
+  ParsedText out;
+  for (auto& b : v4) out.v4.push_back(finish(b));
+  for (auto& b : v6) out.v6.push_back(finish(b));
   return out;
 }
 

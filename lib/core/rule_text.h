@@ -46,7 +46,10 @@ struct TextTable {
 
 /// A whole text split by family: the IPv6 part starts at a "# ip6tables" line, or where a table
 /// name comes round again (Istio's golden files). Applies -N, -A, -I N, -F, :CHAIN as
-/// iptables-restore would to empty tables. Errors name the line.
+/// iptables-restore would to empty tables. Errors name the line and echo it escaped and cut
+/// (quoted_for_message); a rule number outside 1..2147483647 is an error. Linear in the text (up
+/// to a log factor for -I at a position): chains are found by name in a hash map and each chain's
+/// order is computed once at the end, not by inserting into a vector line by line.
 struct ParsedText {
   std::vector<TextTable> v4, v6;
 };

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <string_view>
 
 #include <fmt/format.h>
+
+#include "core/message.h"
+#include "core/number.h"
 
 namespace istio_iptables {
 
@@ -102,40 +106,81 @@ std::optional<bool> parse_go_bool(const std::string& t) {
 }
 
 std::optional<std::uint64_t> parse_go_duration_ms(const std::string& text) {
-  // [0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h), repeated; "0" alone is allowed.
-  if (text == "0") return 0;
-  if (text.empty()) return std::nullopt;
-  double total_ms = 0;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    std::size_t start = i;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-    if (i == start) return std::nullopt;
-    std::string number = text.substr(start, i - start);
-    if (std::count(number.begin(), number.end(), '.') > 1 || number == ".") return std::nullopt;
-    double value = std::stod(number);
-    std::size_t ustart = i;
-    while (i < text.size() && !std::isdigit(static_cast<unsigned char>(text[i])) && text[i] != '.') ++i;
-    std::string unit = text.substr(ustart, i - ustart);
-    double scale;
-    if (unit == "ns")
-      scale = 1e-6;
-    else if (unit == "us" || unit == "\xc2\xb5s")
-      scale = 1e-3;
-    else if (unit == "ms")
-      scale = 1;
-    else if (unit == "s")
-      scale = 1e3;
-    else if (unit == "m")
-      scale = 60e3;
-    else if (unit == "h")
-      scale = 3600e3;
-    else
-      return std::nullopt;
-    total_ms += value * scale;
-    if (total_ms > 1e12) return std::nullopt;
+  // Go's time.ParseDuration, step by step: [-+]?([0-9]*(\.[0-9]*)?[a-zµμ]+)+ or "0", in integer
+  // nanoseconds with every overflow refused (Go: "invalid duration"), never a floating point value
+  // converted out of range.
+  constexpr std::uint64_t kLimit = std::uint64_t{1} << 63;  // Go's bound, in nanoseconds
+  std::string_view s = text;
+  bool negative = false;
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
   }
-  return static_cast<std::uint64_t>(total_ms);
+  if (s == "0") return 0;
+  if (s.empty()) return std::nullopt;
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::uint64_t total = 0;
+  while (!s.empty()) {
+    if (!(s[0] == '.' || is_digit(s[0]))) return std::nullopt;
+    // The integer part; more than 2^63 is an overflow.
+    std::size_t n = 0;
+    while (n < s.size() && is_digit(s[n])) ++n;
+    std::uint64_t whole = 0;
+    if (n > 0) {
+      auto parsed = parse_unsigned(s.substr(0, n), kLimit);
+      if (!parsed) return std::nullopt;
+      whole = *parsed;
+    }
+    bool have_whole = n > 0;
+    s.remove_prefix(n);
+    // The fraction. Go stops adding digits once they overflow; 18 digits are below a nanosecond
+    // of an hour already, so the rest are ignored here.
+    std::uint64_t fraction = 0;
+    double scale = 1;
+    bool have_fraction = false;
+    if (!s.empty() && s[0] == '.') {
+      s.remove_prefix(1);
+      std::size_t digits = 0;
+      while (digits < s.size() && is_digit(s[digits])) ++digits;
+      have_fraction = digits > 0;
+      std::size_t used = std::min<std::size_t>(digits, 18);
+      if (used > 0) fraction = parse_unsigned(s.substr(0, used), kLimit).value_or(0);  // 18 digits always fit
+      for (std::size_t k = 0; k < used; ++k) scale *= 10;
+      s.remove_prefix(digits);
+    }
+    if (!have_whole && !have_fraction) return std::nullopt;
+    std::size_t u = 0;
+    while (u < s.size() && s[u] != '.' && !is_digit(s[u])) ++u;
+    std::string_view unit_text = s.substr(0, u);
+    s.remove_prefix(u);
+    std::uint64_t unit;
+    if (unit_text == "ns")
+      unit = 1;
+    else if (unit_text == "us" || unit_text == "\xc2\xb5s" || unit_text == "\xce\xbcs")  // U+00B5, U+03BC
+      unit = 1000;
+    else if (unit_text == "ms")
+      unit = 1000000;
+    else if (unit_text == "s")
+      unit = 1000000000;
+    else if (unit_text == "m")
+      unit = 60ULL * 1000000000;
+    else if (unit_text == "h")
+      unit = 3600ULL * 1000000000;
+    else
+      return std::nullopt;  // no unit, or an unknown one
+    if (whole > kLimit / unit) return std::nullopt;
+    std::uint64_t v = whole * unit;
+    if (fraction > 0) {
+      // fraction < scale, so this is below `unit` (at most an hour in nanoseconds): in range.
+      v += static_cast<std::uint64_t>(static_cast<double>(fraction) * (static_cast<double>(unit) / scale));
+      if (v > kLimit) return std::nullopt;
+    }
+    total += v;  // both at most 2^63: no wrap
+    if (total > kLimit) return std::nullopt;
+  }
+  if (negative) return total == 0 ? std::optional<std::uint64_t>(0) : std::nullopt;
+  if (total > kLimit - 1) return std::nullopt;
+  return total / 1000000;
 }
 
 bool valid_interface_name(const std::string& name) {
@@ -175,47 +220,6 @@ std::vector<std::string> resolv_conf_nameservers(const std::string& text) {
 
 namespace {
 
-// A value as it may appear in a message: quoted, control characters escaped.
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-// Istio's config.Split: split on ',' and drop empty items (no trimming).
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos <= s.size()) {
-    std::size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    if (end > pos) out.push_back(s.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  return out;
-}
-
-std::optional<std::uint64_t> parse_decimal(const std::string& s, std::uint64_t max) {
-  if (s.empty() || s.size() > 10) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (v > max) return std::nullopt;
-  return v;
-}
-
 bool valid_group_name(const std::string& s) {
   // POSIX portable names, as useradd/groupadd accept them: [A-Za-z_][A-Za-z0-9_.-]*, at most 32.
   if (s.empty() || s.size() > 32) return false;
@@ -228,8 +232,8 @@ bool valid_group_name(const std::string& s) {
 class Builder {
  public:
   Builder(const std::map<std::string, SettingValue>& values, const std::map<std::string, std::string>& env,
-          MachineFacts& facts)
-      : values_(values), env_(env), facts_(facts) {}
+          MachineFacts& facts, bool detect_ipv6)
+      : values_(values), env_(env), facts_(facts), detect_ipv6_(detect_ipv6) {}
 
   std::variant<Settings, SettingsError> build() {
     Config& c = s_.config;
@@ -283,12 +287,19 @@ class Builder {
       }
     const bool dual_stack = boolean("dual-stack");
     s_.dual_stack = dual_stack;
-
+    const std::optional<bool> ipv6_flag = ipv6();
     proxy_ids();
+    dns_servers();
+    resolv_conf_path();
     if (!errors_.messages.empty()) return errors_;  // the machine is asked only about valid input
 
-    ipv6(dual_stack);
-    dns_servers();
+    // The machine's answers, where the flags leave them open.
+    proxy_uid_of_user();
+    if (ipv6_flag)
+      c.enable_ipv6 = *ipv6_flag;
+    else if (detect_ipv6_)
+      detect_ipv6(dual_stack);
+    nameservers_from_resolv_conf();
     if (!errors_.messages.empty()) return errors_;
     if (c.redirect_dns && !c.capture_all_dns && c.dns_servers_v4.empty() && c.dns_servers_v6.empty() &&
         c.layout == Layout::Current)
@@ -302,10 +313,11 @@ class Builder {
 
   void usage(std::string message) { errors_.messages.push_back(std::move(message)); }
   void invalid(const SettingValue& v, const std::string& reason) {
-    usage(fmt::format("{}: invalid value {}: {}", v.source, quoted(v.value), reason));
+    usage(fmt::format("{}: invalid value {}: {}", v.source, quoted_for_message(v.value), reason));
   }
   void invalid_item(const SettingValue& v, const std::string& item, const std::string& reason) {
-    usage(fmt::format("{}: invalid item {} in {}: {}", v.source, quoted(item), quoted(v.value), reason));
+    usage(fmt::format("{}: invalid item {} in {}: {}", v.source, quoted_for_message(item), quoted_for_message(v.value),
+                      reason));
   }
   void machine(std::string message) {
     errors_.messages.push_back(std::move(message));
@@ -324,7 +336,7 @@ class Builder {
 
   std::uint16_t port(const std::string& name) {
     const auto& v = get(name);
-    auto p = parse_decimal(v.value, 65535);
+    auto p = parse_unsigned(v.value, 65535);
     if (!p || *p == 0) {
       invalid(v, "not a port number (1-65535)");
       return 1;
@@ -334,7 +346,7 @@ class Builder {
 
   std::uint32_t number(const std::string& name, std::uint64_t min, std::uint64_t max, const char* what) {
     const auto& v = get(name);
-    auto n = parse_decimal(v.value, max);
+    auto n = parse_unsigned(v.value, max);
     if (!n || *n < min) {
       invalid(v, fmt::format("not {}", what));
       return static_cast<std::uint32_t>(min);
@@ -358,8 +370,8 @@ class Builder {
       out.wildcard = true;
       return out;
     }
-    for (const auto& item : split(v.value)) {
-      auto p = parse_decimal(item, 65535);
+    for (const auto& item : split_list(v.value, EmptyItems::Drop)) {
+      auto p = parse_unsigned(item, 65535);
       if (item == "*")
         invalid_item(v, item, wildcard_ok ? "'*' stands alone, not in a list" : "'*' is not accepted here");
       else if (!p || *p == 0)
@@ -373,7 +385,7 @@ class Builder {
   std::vector<std::string> interfaces(const std::string& name) {
     const auto& v = get(name);
     std::vector<std::string> out;
-    for (const auto& item : split(v.value)) {
+    for (const auto& item : split_list(v.value, EmptyItems::Drop)) {
       if (!valid_interface_name(item))
         invalid_item(v, item,
                      "not an interface name (1-15 printable characters without whitespace, '/', ':', quotes, "
@@ -394,7 +406,7 @@ class Builder {
         invalid(v, "'*' cannot be excluded (it would exclude all outbound traffic)");
       return out;
     }
-    for (const auto& item : split(v.value)) {
+    for (const auto& item : split_list(v.value, EmptyItems::Drop)) {
       auto p = parse_prefix(item);
       if (!p)
         invalid_item(v, item,
@@ -408,8 +420,8 @@ class Builder {
 
   std::vector<std::uint32_t> id_list(const SettingValue& v, const char* what) {
     std::vector<std::uint32_t> out;
-    for (const auto& item : split(v.value)) {
-      auto n = parse_decimal(item, 4294967294ULL);
+    for (const auto& item : split_list(v.value, EmptyItems::Drop)) {
+      auto n = parse_unsigned(item, 4294967294ULL);
       if (!n)
         invalid_item(v, item, fmt::format("not a numeric {} (0-4294967294)", what));
       else
@@ -419,18 +431,28 @@ class Builder {
   }
 
   // -u "" means the UID of $ENVOY_USER (default istio-proxy), else 1337; -g "" copies -u's text.
+  // The lists given are validated here; the user is looked up later, with the other questions.
   void proxy_ids() {
-    SettingValue uid = get("proxy-uid");
-    if (uid.value.empty()) {
+    const SettingValue& uid = get("proxy-uid");
+    if (!uid.value.empty()) s_.config.proxy_uids = id_list(uid, "UID");
+    const SettingValue& gid = get("proxy-gid");
+    if (!gid.value.empty()) s_.config.proxy_gids = id_list(gid, "GID");
+  }
+
+  void proxy_uid_of_user() {
+    if (get("proxy-uid").value.empty()) {
       auto user_it = env_.find("ENVOY_USER");
       std::string user = user_it == env_.end() || user_it->second.empty() ? "istio-proxy" : user_it->second;
       auto id = facts_.user_id(user);
-      uid = SettingValue{std::to_string(id.value_or(1337)), fmt::format("the UID of user {}", user), false};
+      if (!id) {
+        machine(fmt::format("cannot find the UID of user {}: {} (give --proxy-uid to name it)",
+                            quoted_for_message(user), id.error().message));
+        return;
+      }
+      s_.config.proxy_uids = {id.value().value_or(1337)};
     }
-    s_.config.proxy_uids = id_list(uid, "UID");
-    const SettingValue& gid = get("proxy-gid");
     // An empty -g copies -u's text (even a list), as Istio does.
-    s_.config.proxy_gids = gid.value.empty() ? s_.config.proxy_uids : id_list(gid, "GID");
+    if (get("proxy-gid").value.empty()) s_.config.proxy_gids = s_.config.proxy_uids;
   }
 
   Layout compat() {
@@ -440,18 +462,11 @@ class Builder {
     std::string text = v.value;
     std::size_t dash = text.find('-');
     if (dash != std::string::npos) text = text.substr(0, dash);
-    std::vector<std::string> parts;
-    std::size_t pos = 0;
-    while (pos <= text.size()) {
-      std::size_t dot = text.find('.', pos);
-      if (dot == std::string::npos) dot = text.size();
-      parts.push_back(text.substr(pos, dot - pos));
-      pos = dot + 1;
-    }
+    std::vector<std::string> parts = split_list(text, EmptyItems::Keep, '.');
     std::optional<std::uint64_t> major =
-        parts.size() >= 2 && parts.size() <= 3 ? parse_decimal(parts[0], 99) : std::nullopt;
-    std::optional<std::uint64_t> minor = major ? parse_decimal(parts[1], 999) : std::nullopt;
-    bool patch_ok = parts.size() < 3 || parse_decimal(parts[2], 999).has_value();
+        parts.size() >= 2 && parts.size() <= 3 ? parse_unsigned(parts[0], 99) : std::nullopt;
+    std::optional<std::uint64_t> minor = major ? parse_unsigned(parts[1], 999) : std::nullopt;
+    bool patch_ok = parts.size() < 3 || parse_unsigned(parts[2], 999).has_value();
     if (!major || !minor || !patch_ok || *major != 1) {
       invalid(v, "not an Istio release (1.23, 1.24, 1.25 ... or current)");
       return Layout::Current;
@@ -477,8 +492,8 @@ class Builder {
     auto parse_groups = [&](const std::string& var, const std::string& text) {
       SettingValue v{text, fmt::format("environment variable {}", var), true};
       std::vector<OwnerId> out;
-      for (const auto& item : split(text)) {
-        if (auto n = parse_decimal(item, 4294967294ULL))
+      for (const auto& item : split_list(text, EmptyItems::Drop)) {
+        if (auto n = parse_unsigned(item, 4294967294ULL))
           out.push_back(OwnerId{static_cast<std::uint32_t>(*n), {}});
         else if (valid_group_name(item))
           out.push_back(OwnerId{std::nullopt, item});
@@ -490,9 +505,12 @@ class Builder {
     auto inc = env_.find("ISTIO_OUTBOUND_OWNER_GROUPS");
     auto exc = env_.find("ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE");
     std::string include = inc == env_.end() ? "*" : inc->second;  // present but empty is honoured
+    // The exclude list counts only with include "*", but it is validated either way.
+    std::vector<OwnerId> exclude;
+    if (exc != env_.end()) exclude = parse_groups(exc->first, exc->second);
     if (include == "*") {
       g.include_all = true;
-      if (exc != env_.end()) g.exclude = parse_groups(exc->first, exc->second);
+      g.exclude = std::move(exclude);
       return;
     }
     g.include_all = false;
@@ -530,58 +548,80 @@ class Builder {
       invalid(v, "not an iptables variant (legacy or nft)");
   }
 
-  void ipv6(bool dual_stack) {
+  // --ipv6 on/off, or nullopt for auto (detected later, when asked for).
+  std::optional<bool> ipv6() {
     const auto& v = get("ipv6");
-    if (v.value == "on" || v.value == "true") {
-      s_.config.enable_ipv6 = true;
-    } else if (v.value == "off" || v.value == "false") {
-      s_.config.enable_ipv6 = false;
-    } else if (v.value == "auto") {
-      auto r = facts_.ipv6_enabled(dual_stack);
-      if (r)
-        s_.config.enable_ipv6 = r.value();
-      else
-        machine(r.error().message + " (give --ipv6 on or --ipv6 off to skip the detection)");
-    } else {
-      invalid(v, "not auto, on or off");
-    }
+    if (v.value == "on" || v.value == "true") return true;
+    if (v.value == "off" || v.value == "false") return false;
+    if (v.value == "auto") return std::nullopt;
+    invalid(v, "not auto, on or off");
+    return false;
   }
 
-  // Nameservers matter only when DNS is captured to specific servers.
+  void detect_ipv6(bool dual_stack) {
+    auto r = facts_.ipv6_enabled(dual_stack);
+    if (r)
+      s_.config.enable_ipv6 = r.value();
+    else
+      machine(r.error().message + " (give --ipv6 on or --ipv6 off to skip the detection)");
+  }
+
+  // Nameservers matter only when DNS is captured to specific servers, but --dns-servers is
+  // validated whatever the other flags say.
+  bool nameservers_needed() const { return s_.config.redirect_dns && !s_.config.capture_all_dns; }
+
   void dns_servers() {
-    Config& c = s_.config;
-    if (!c.redirect_dns || c.capture_all_dns) return;
     const auto& flag = get("dns-servers");
-    std::vector<std::string> servers;
-    SettingValue source = flag;
-    if (flag.explicitly_set) {
-      servers = split(flag.value);
-      for (const auto& s : servers)
-        if (!parse_address(s)) invalid_item(flag, s, "not an IP address");
-    } else {
-      const auto& path = get("resolv-conf").value;
-      auto text = facts_.read_file(path);
-      if (!text) {
-        machine(fmt::format("cannot read nameservers: {} (give --dns-servers to name them)", text.error().message));
-        return;
-      }
-      for (const auto& s : resolv_conf_nameservers(text.value())) {
-        if (parse_address(s))
-          servers.push_back(s);
-        else
-          s_.warnings.push_back(fmt::format("{}: ignoring nameserver {}: not an IP address", path, quoted(s)));
-      }
+    std::vector<Address> servers;
+    for (const auto& s : split_list(flag.value, EmptyItems::Drop)) {
+      if (auto a = parse_address(s))
+        servers.push_back(*a);
+      else
+        invalid_item(flag, s, "not an IP address");
     }
-    for (const auto& s : servers) {
-      auto a = parse_address(s);
-      if (!a) continue;
-      (a->family == Family::V4 ? c.dns_servers_v4 : c.dns_servers_v6).push_back(*a);
+    if (flag.explicitly_set && nameservers_needed()) add_nameservers(servers);
+  }
+
+  void resolv_conf_path() {
+    const auto& v = get("resolv-conf");
+    if (v.value.empty())
+      invalid(v, "not a path");
+    else if (v.value == "-")
+      invalid(v, "standard input is not accepted here; give the path of a resolv.conf file");
+  }
+
+  void nameservers_from_resolv_conf() {
+    if (!nameservers_needed() || get("dns-servers").explicitly_set) return;
+    const auto& path = get("resolv-conf").value;
+    auto text = facts_.read_file(path, kMaxResolvConfBytes);
+    if (!text) {
+      machine(fmt::format("cannot read nameservers: {} (give --dns-servers to name them)", text.error().message));
+      return;
     }
+    std::vector<Address> servers;
+    RepeatedMessages bad;
+    for (const auto& s : resolv_conf_nameservers(text.value())) {
+      if (auto a = parse_address(s))
+        servers.push_back(*a);
+      else if (bad.admit())
+        s_.warnings.push_back(fmt::format("{}: ignoring nameserver {}: not an IP address", quoted_for_message(path),
+                                          quoted_for_message(s)));
+    }
+    if (bad.hidden() > 0)
+      s_.warnings.push_back(fmt::format("{}: ignoring {} more nameserver lines that are not IP addresses",
+                                        quoted_for_message(path), bad.hidden()));
+    add_nameservers(servers);
+  }
+
+  void add_nameservers(const std::vector<Address>& servers) {
+    for (const auto& a : servers)
+      (a.family == Family::V4 ? s_.config.dns_servers_v4 : s_.config.dns_servers_v6).push_back(a);
   }
 
   const std::map<std::string, SettingValue>& values_;
   const std::map<std::string, std::string>& env_;
   MachineFacts& facts_;
+  bool detect_ipv6_;
   Settings s_;
   SettingsError errors_;
 };
@@ -590,8 +630,8 @@ class Builder {
 
 std::variant<Settings, SettingsError> build_settings(const std::map<std::string, SettingValue>& values,
                                                      const std::map<std::string, std::string>& environment,
-                                                     MachineFacts& facts) {
-  return Builder(values, environment, facts).build();
+                                                     MachineFacts& facts, bool detect_ipv6) {
+  return Builder(values, environment, facts, detect_ipv6).build();
 }
 
 }  // namespace istio_iptables

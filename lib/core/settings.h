@@ -11,6 +11,7 @@
 // implements and tests fake.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -70,6 +71,11 @@ struct Settings {
   std::vector<std::string> warnings;  ///< things a user should know (removed flags, DNS disabled)
 };
 
+/// The largest resolv.conf read (glibc's resolver reads a few kilobytes of it at most).
+inline constexpr std::size_t kMaxResolvConfBytes = std::size_t{1} << 20;  // 1 MiB
+/// The largest iptables-restore text `check --against` reads (the 10 000-port plan is ~1 MiB).
+inline constexpr std::size_t kMaxRulesetTextBytes = std::size_t{16} << 20;  // 16 MiB
+
 /// Where the machine's answers come from. The system layer reads the real machine.
 class MachineFacts {
  public:
@@ -77,10 +83,13 @@ class MachineFacts {
   /// Istio's detection from interface addresses: is the pod's first address IPv6 (dual stack:
   /// does it have one at all)? An error when no usable address exists.
   virtual Result<bool> ipv6_enabled(bool dual_stack) = 0;
-  /// The text of a resolv.conf file.
-  virtual Result<std::string> read_file(const std::string& path) = 0;
-  /// The UID of a user in the passwd database, if there is one.
-  virtual std::optional<std::uint32_t> user_id(const std::string& user) = 0;
+  /// The whole text of a regular file ("-": standard input), at most `max_bytes` of it. Anything
+  /// else is an error naming the path and the cause: a directory, a device, a FIFO, a file larger
+  /// than `max_bytes`, a failed read. Never an empty text in place of a failure.
+  virtual Result<std::string> read_file(const std::string& path, std::size_t max_bytes) = 0;
+  /// The UID of a user in the passwd file; nullopt when there is no such user; an error when the
+  /// file exists but cannot be read (a read failure is not "no such user").
+  virtual Result<std::optional<std::uint32_t>> user_id(const std::string& user) = 0;
 };
 
 /// A problem with the input. `usage` problems (bad values) exit 2; the others (the machine could
@@ -95,10 +104,13 @@ struct SettingsError {
 std::map<std::string, SettingValue> resolve_settings(const std::map<std::string, std::string>& command_line,
                                                      const std::map<std::string, std::string>& environment);
 
-/// Validates and types the resolved settings; asks `facts` only what the flags leave open.
+/// Validates and types the resolved settings; asks `facts` only what the flags leave open. Every
+/// value is validated whether or not the other settings make it matter. With `detect_ipv6`
+/// false (commands that do not depend on it, such as cleanup) IPv6 is never detected: `--ipv6
+/// auto` then means off.
 std::variant<Settings, SettingsError> build_settings(const std::map<std::string, SettingValue>& values,
                                                      const std::map<std::string, std::string>& environment,
-                                                     MachineFacts& facts);
+                                                     MachineFacts& facts, bool detect_ipv6 = true);
 
 /// The nameserver lines of a resolv.conf text, in order (as miekg/dns reads them).
 std::vector<std::string> resolv_conf_nameservers(const std::string& text);
@@ -106,7 +118,8 @@ std::vector<std::string> resolv_conf_nameservers(const std::string& text);
 /// Go's strconv.ParseBool.
 std::optional<bool> parse_go_bool(const std::string& text);
 
-/// Go's time.ParseDuration, in milliseconds (rounded down); nullopt when not a duration.
+/// Go's time.ParseDuration, in milliseconds (rounded down); nullopt when not a duration, when
+/// negative, or when beyond Go's limit (2^63-1 nanoseconds, about 292 years), as Go refuses it.
 std::optional<std::uint64_t> parse_go_duration_ms(const std::string& text);
 
 /// An interface name the kernel would accept and that is safe in every rendering.

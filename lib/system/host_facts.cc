@@ -1,15 +1,22 @@
 #include "system/host_facts.h"
 
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
+
+#include "core/message.h"
 
 namespace istio_iptables {
 namespace {
@@ -62,31 +69,93 @@ Result<bool> HostFacts::ipv6_enabled(bool dual_stack) {
   return Error{"no valid local IP address found"};
 }
 
-Result<std::string> HostFacts::read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{fmt::format("cannot open {}: {}", path, std::strerror(errno))};
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+std::string file_error(const char* what, const std::string& path, const std::string& reason) {
+  return fmt::format("cannot {} {}: {}", what, quoted_for_message(path), reason);
 }
 
-std::optional<std::uint32_t> HostFacts::user_id(const std::string& user) {
-  std::ifstream in("/etc/passwd");
-  std::string line;
-  while (std::getline(in, line)) {
-    // name:password:uid:gid:gecos:home:shell
-    std::size_t c1 = line.find(':');
-    if (c1 == std::string::npos || line.compare(0, c1, user) != 0 || c1 != user.size()) continue;
-    std::size_t c2 = line.find(':', c1 + 1);
-    if (c2 == std::string::npos) continue;
-    std::size_t c3 = line.find(':', c2 + 1);
-    std::string uid = line.substr(c2 + 1, c3 == std::string::npos ? std::string::npos : c3 - c2 - 1);
-    if (uid.empty() || uid.size() > 10 || uid.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-    unsigned long long v = std::stoull(uid);
-    if (v > 4294967294ULL) return std::nullopt;
-    return static_cast<std::uint32_t>(v);
+Result<int> open_regular_file(const std::string& path, int* open_errno) {
+  if (open_errno) *open_errno = 0;
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int saved = errno;
+    if (open_errno) *open_errno = saved;
+    return Error{file_error("open", path, std::strerror(saved))};
   }
-  return std::nullopt;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int saved = errno;
+    ::close(fd);
+    return Error{file_error("read", path, std::strerror(saved))};
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{file_error("read", path, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file")};
+  }
+  return fd;
+}
+
+Result<std::string> HostFacts::read_file(const std::string& path, std::size_t max_bytes) {
+  // "-" is standard input, which may be a pipe: it is the caller's to allow or refuse.
+  const bool standard_input = path == "-";
+  int fd = STDIN_FILENO;
+  if (!standard_input) {
+    auto opened = open_regular_file(path);
+    if (!opened) return Error{opened.error().message};
+    fd = opened.value();
+  }
+  const std::string name = standard_input ? "standard input" : quoted_for_message(path);
+  std::string text;
+  std::string failure;
+  char buffer[65536];
+  while (failure.empty()) {
+    // One byte past the limit tells "exactly at the limit" from "larger".
+    std::size_t room = max_bytes - text.size();  // text never holds more than max_bytes here
+    std::size_t want = room >= sizeof buffer ? sizeof buffer : room + 1;
+    ssize_t n = ::read(fd, buffer, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      failure = fmt::format("cannot read {}: {}", name, std::strerror(errno));
+    else if (n == 0)
+      break;
+    else
+      text.append(buffer, static_cast<std::size_t>(n));
+    if (text.size() > max_bytes) failure = fmt::format("cannot read {}: larger than {} bytes", name, max_bytes);
+  }
+  if (!standard_input) ::close(fd);
+  if (!failure.empty()) return Error{failure};
+  return text;
+}
+
+Result<std::optional<std::uint32_t>> HostFacts::user_id(const std::string& user) {
+  const std::string& path = passwd_path_;
+  int open_errno = 0;
+  auto opened = open_regular_file(path, &open_errno);
+  if (!opened) {
+    if (open_errno == ENOENT) return std::optional<std::uint32_t>();  // no passwd file: no such user
+    return Error{opened.error().message};
+  }
+  std::FILE* file = ::fdopen(opened.value(), "r");
+  if (file == nullptr) {
+    int saved = errno;
+    ::close(opened.value());
+    return Error{file_error("read", path, std::strerror(saved))};
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, std::fclose);
+  // glibc's own parser of passwd lines; ERANGE asks for a larger buffer (up to 1 MiB a line).
+  std::vector<char> buffer(4096);
+  while (true) {
+    passwd entry{};
+    passwd* found = nullptr;
+    int rc = ::fgetpwent_r(file, &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE) {
+      if (buffer.size() >= (std::size_t{1} << 20)) return Error{file_error("read", path, "a line longer than 1 MiB")};
+      buffer.resize(buffer.size() * 2);
+      continue;  // glibc rewinds to the start of the line it could not hold
+    }
+    if (rc == ENOENT) return std::optional<std::uint32_t>();  // end of file: no such user
+    if (rc != 0 || found == nullptr) return Error{file_error("read", path, std::strerror(rc))};
+    if (user == found->pw_name) return std::optional<std::uint32_t>(found->pw_uid);
+  }
 }
 
 }  // namespace istio_iptables

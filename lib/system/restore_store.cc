@@ -19,6 +19,7 @@
 #include "system/restore_store.h"
 
 #include <algorithm>
+#include <functional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -311,10 +312,27 @@ Result<bool> RestoreStore::table_exists(Family family, Table table) {
                      [&](const TextTable& t) { return t.table == table; });
 }
 
+namespace {
+// Group names resolved through the group database; the first failure to read it is kept, so
+// that an unreadable /etc/group is an error and never "no such group".
+struct StrictGids {
+  GroupResolver& groups;
+  std::optional<Error> failure;
+  std::optional<std::uint32_t> operator()(const std::string& name) {
+    auto r = groups.lookup(name);
+    if (r) return r.value();
+    if (!failure) failure = r.error();
+    return std::nullopt;
+  }
+};
+}  // namespace
+
 Result<InstalledRule> RestoreStore::encode(Family, Table, const Rule& rule) {
   InstalledRule r;
   r.blob = rule_spec(rule);
-  r.identity = rule_spec(canonical(rule, [&](const std::string& name) { return groups_.gid(name); }));
+  StrictGids gids{groups_, std::nullopt};
+  r.identity = rule_spec(canonical(rule, std::ref(gids)));
+  if (gids.failure) return *gids.failure;
   r.rule = rule;
   return r;
 }
@@ -322,9 +340,13 @@ Result<InstalledRule> RestoreStore::encode(Family, Table, const Rule& rule) {
 Result<Snapshot> RestoreStore::read(Family family, Table table) {
   auto tables = save(family);
   if (!tables) return Error{tables.error().message};
-  auto gid = [&](const std::string& name) { return groups_.gid(name); };
+  StrictGids gids{groups_, std::nullopt};
   for (const auto& t : *tables.value())
-    if (t.table == table) return snapshot_of(t, gid);
+    if (t.table == table) {
+      Snapshot snap = snapshot_of(t, std::ref(gids));
+      if (gids.failure) return *gids.failure;
+      return snap;
+    }
   Snapshot empty;
   empty.table = table;
   for (const auto& name : builtin_chains(table)) empty.chains.push_back(InstalledChain{name, true, {}});

@@ -18,38 +18,74 @@ extern "C" {
 #include <linux/netfilter/xt_owner.h>
 #include <linux/netfilter/xt_tcpudp.h>
 
+#include <grp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <memory>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "core/message.h"
+#include "system/host_facts.h"
+
 namespace istio_iptables {
 
-std::optional<std::uint32_t> EtcGroupResolver::gid(const std::string& name) {
-  if (!groups_) {
-    groups_.emplace();
-    std::ifstream in("/etc/group");
-    std::string line;
-    while (std::getline(in, line)) {
-      // name:password:gid:members
-      auto c1 = line.find(':');
-      auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
-      auto c3 = c2 == std::string::npos ? c2 : line.find(':', c2 + 1);
-      if (c3 == std::string::npos) continue;
-      std::string id = line.substr(c2 + 1, c3 - c2 - 1);
-      if (id.empty() || id.size() > 10 || id.find_first_not_of("0123456789") != std::string::npos) continue;
-      groups_->emplace(line.substr(0, c1), static_cast<std::uint32_t>(std::stoull(id)));
-    }
+Result<std::optional<std::uint32_t>> EtcGroupResolver::lookup(const std::string& name) {
+  if (!groups_) groups_ = read_groups();
+  if (!*groups_) return Error{groups_->error().message};
+  const auto& groups = groups_->value();
+  auto it = groups.find(name);
+  if (it == groups.end()) return std::optional<std::uint32_t>();
+  return std::optional<std::uint32_t>(it->second);
+}
+
+Result<std::map<std::string, std::uint32_t>> EtcGroupResolver::read_groups() const {
+  std::map<std::string, std::uint32_t> out;
+  int open_errno = 0;
+  auto opened = open_regular_file(path_, &open_errno);  // refuses a directory, a FIFO, a device
+  if (!opened) {
+    if (open_errno == ENOENT) return out;  // no group file: no groups, as glibc's files backend says
+    return Error{opened.error().message};
   }
-  auto it = groups_->find(name);
-  if (it == groups_->end()) return std::nullopt;
-  return it->second;
+  std::FILE* file = ::fdopen(opened.value(), "r");
+  if (file == nullptr) {
+    int saved = errno;
+    ::close(opened.value());
+    return Error{file_error("read", path_, std::strerror(saved))};
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, std::fclose);
+  // glibc's own parser of group lines; ERANGE asks for a larger buffer (long member lists).
+  std::vector<char> buffer(4096);
+  while (true) {
+    group entry{};
+    group* found = nullptr;
+    int rc = ::fgetgrent_r(file, &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE) {
+      if (buffer.size() >= (std::size_t{1} << 20)) return Error{file_error("read", path_, "a line longer than 1 MiB")};
+      buffer.resize(buffer.size() * 2);
+      continue;  // glibc rewinds to the start of the line it could not hold
+    }
+    if (rc == ENOENT) return out;  // end of file
+    if (rc != 0 || found == nullptr) return Error{file_error("read", path_, std::strerror(rc))};
+    out.emplace(found->gr_name, found->gr_gid);  // the first entry of a name wins, as getgrnam's
+  }
 }
 
 namespace {
 
 constexpr std::size_t align(std::size_t n) { return XT_ALIGN(n); }
+
+// An address field of an entry header: absent (0/0), a prefix, or something no prefix says (a
+// non-contiguous mask, address bits outside the mask). The last is never read as a prefix.
+struct AddressField {
+  enum class Kind { Any, Prefix, Outside } kind;
+  Prefix prefix;
+};
 
 // The family-specific header: ipt_entry / ip6t_entry differ in their ip part only.
 struct V4 {
@@ -67,17 +103,22 @@ struct V4 {
     (source ? e.ip.src : e.ip.dst) = addr;
     (source ? e.ip.smsk : e.ip.dmsk) = mask;
   }
-  static std::optional<Prefix> get_addr(const Entry& e, bool source) {
+  static AddressField get_addr(const Entry& e, bool source) {
     const in_addr& addr = source ? e.ip.src : e.ip.dst;
     const in_addr& mask = source ? e.ip.smsk : e.ip.dmsk;
-    std::uint32_t m = ntohl(mask.s_addr);
-    if (m == 0 && addr.s_addr == 0) return std::nullopt;
+    std::uint32_t m = ntohl(mask.s_addr), a = ntohl(addr.s_addr);
+    if (m == 0 && a == 0) return {AddressField::Kind::Any, {}};
     unsigned len = 0;
     while (len < 32 && (m & (0x80000000U >> len))) ++len;
-    if (len < 32 && (m << len) != 0) return Prefix{};  // a non-contiguous mask: outside the model
-    Address a{Family::V4, {}};
-    std::memcpy(a.bytes.data(), &addr, 4);
-    return Prefix{a, len};
+    if (len < 32 && (m << len) != 0) return {AddressField::Kind::Outside, {}};  // 10.0.0.0/255.0.255.0
+    if ((a & ~m) != 0) return {AddressField::Kind::Outside, {}};  // bits outside the mask: matches nothing
+    Address out{Family::V4, {}};
+    std::memcpy(out.bytes.data(), &addr, 4);
+    return {AddressField::Kind::Prefix, Prefix{out, len}};
+  }
+  // -f (fragments), -g (goto) and the unused TOS inversion are outside the model.
+  static bool header_in_model(const ipt_ip& ip) {
+    return ip.flags == 0 && (ip.invflags & ~(kInvSrc | kInvDst | kInvIn | kInvOut | kInvProto)) == 0;
   }
   static void set_proto(Entry& e, std::uint16_t p) { e.ip.proto = p; }
 };
@@ -98,19 +139,26 @@ struct V6 {
     (source ? e.ipv6.src : e.ipv6.dst) = addr;
     (source ? e.ipv6.smsk : e.ipv6.dmsk) = mask;
   }
-  static std::optional<Prefix> get_addr(const Entry& e, bool source) {
+  static AddressField get_addr(const Entry& e, bool source) {
     const in6_addr& addr = source ? e.ipv6.src : e.ipv6.dst;
     const in6_addr& mask = source ? e.ipv6.smsk : e.ipv6.dmsk;
     bool any = false;
     for (unsigned i = 0; i < 16; ++i) any = any || addr.s6_addr[i] || mask.s6_addr[i];
-    if (!any) return std::nullopt;
+    if (!any) return {AddressField::Kind::Any, {}};
     unsigned len = 0;
     while (len < 128 && (mask.s6_addr[len / 8] & (0x80 >> (len % 8)))) ++len;
     for (unsigned b = len; b < 128; ++b)
-      if (mask.s6_addr[b / 8] & (0x80 >> (b % 8))) return Prefix{};
-    Address a{Family::V6, {}};
-    std::memcpy(a.bytes.data(), &addr, 16);
-    return Prefix{a, len};
+      if (mask.s6_addr[b / 8] & (0x80 >> (b % 8))) return {AddressField::Kind::Outside, {}};  // non-contiguous
+    for (unsigned i = 0; i < 16; ++i)
+      if (addr.s6_addr[i] & ~mask.s6_addr[i]) return {AddressField::Kind::Outside, {}};  // bits outside the mask
+    Address out{Family::V6, {}};
+    std::memcpy(out.bytes.data(), &addr, 16);
+    return {AddressField::Kind::Prefix, Prefix{out, len}};
+  }
+  // The protocol counts only with IP6T_F_PROTO (libiptc-notes 3); goto and TOS are outside the model.
+  static bool header_in_model(const ip6t_ip6& ip) {
+    return (ip.flags & ~IP6T_F_PROTO) == 0 && bool(ip.flags & IP6T_F_PROTO) == (ip.proto != 0) && ip.tos == 0 &&
+           (ip.invflags & ~(kInvSrc | kInvDst | kInvIn | kInvOut | kInvProto)) == 0;
   }
   static void set_proto(Entry& e, std::uint16_t p) {
     e.ipv6.proto = p;
@@ -129,10 +177,18 @@ void set_iface(char* name, unsigned char* mask, const std::string& value) {
     std::memset(mask, 0xff, value.size() + 1);
 }
 
-std::optional<std::string> get_iface(const char* name) {
-  std::string n(name, strnlen(name, IFNAMSIZ));
-  if (n.empty()) return std::nullopt;
-  return n;
+// The port of a tcp or udp match: exactly one of source and destination, a single port, an
+// inversion only of that one. Anything else (ranges, both, flags) is outside the model.
+bool decode_ports(Rule& r, Protocol p, const std::uint16_t* spts, const std::uint16_t* dpts, std::uint8_t invflags,
+                  std::uint8_t inv_src, std::uint8_t inv_dst) {
+  bool dst_set = !(dpts[0] == 0 && dpts[1] == 0xffff);
+  bool src_set = !(spts[0] == 0 && spts[1] == 0xffff);
+  if (dst_set == src_set) return false;
+  if ((invflags & ~(dst_set ? inv_dst : inv_src)) != 0) return false;
+  const std::uint16_t* set = dst_set ? dpts : spts;
+  if (set[0] != set[1]) return false;
+  r.matches.push_back(PortMatch{p, dst_set ? Direction::Destination : Direction::Source, set[0], invflags != 0});
+  return true;
 }
 
 // A growing entry: header, matches, target.
@@ -215,6 +271,9 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
       F::set_addr(header, source, a->prefix.address, a->prefix.length);
       if (a->negated) F::ip(header).invflags |= source ? F::kInvSrc : F::kInvDst;
     } else if (auto* i = std::get_if<InterfaceMatch>(&m)) {
+      if (i->name.empty() || i->name.size() >= IFNAMSIZ)
+        return Error{fmt::format("interface name {} does not fit an entry (1 to {} bytes)", quoted_for_message(i->name),
+                                 IFNAMSIZ - 1)};
       auto& ip = F::ip(header);
       if (i->inbound)
         set_iface(ip.iniface, ip.iniface_mask, i->name);
@@ -246,9 +305,11 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
       if (o->id.number) {
         id = *o->id.number;
       } else {
-        auto gid = groups.gid(o->id.name);
-        if (!gid) return Error{fmt::format("group {} is not in /etc/group (owner match)", o->id.name)};
-        id = *gid;
+        auto gid = groups.lookup(o->id.name);
+        if (!gid) return Error{gid.error().message};
+        if (!gid.value())
+          return Error{fmt::format("group {} is not in /etc/group (owner match)", quoted_for_message(o->id.name))};
+        id = *gid.value();
       }
       auto& info = b.add_match<xt_owner_match_info>("owner", 1);
       std::uint8_t kind = o->group ? XT_OWNER_GID : XT_OWNER_UID;
@@ -322,59 +383,122 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
   return b.finish();  // entry bytes, then the label
 }
 
-// Walks the matches and the target of an entry blob.
+// The layout of an entry blob, checked before anything in it is read: every offset and size
+// inside the blob and aligned as the kernel requires. A blob that fails is no entry of ours.
+struct Layout {
+  std::size_t target_offset = 0;
+  std::size_t next_offset = 0;
+};
+
+template <typename Entry>
+std::optional<Layout> layout_of(const std::string& blob) {
+  if (blob.size() < sizeof(Entry)) return std::nullopt;
+  Entry e;
+  std::memcpy(&e, blob.data(), sizeof e);
+  Layout l{e.target_offset, e.next_offset};
+  if (l.target_offset < sizeof(Entry) || l.target_offset % align(1) != 0 || l.next_offset > blob.size() ||
+      l.target_offset + sizeof(xt_entry_target) > l.next_offset)
+    return std::nullopt;
+  return l;
+}
+
+// Calls on_match(offset, header) for each match of a well-formed blob; false when the matches do
+// not tile the space between the header and the target exactly.
 template <typename Entry, typename OnMatch>
-void for_each_match(const std::string& blob, OnMatch on_match) {
-  const auto* e = reinterpret_cast<const Entry*>(blob.data());
-  for (std::size_t off = sizeof(Entry); off < e->target_offset;) {
-    const auto* m = reinterpret_cast<const xt_entry_match*>(blob.data() + off);
-    if (m->u.match_size == 0) break;
-    on_match(m);
-    off += m->u.match_size;
+bool for_each_match(const std::string& blob, const Layout& l, OnMatch on_match) {
+  for (std::size_t off = sizeof(Entry); off < l.target_offset;) {
+    if (off + sizeof(xt_entry_match) > l.target_offset) return false;
+    xt_entry_match m;
+    std::memcpy(&m, blob.data() + off, sizeof m);
+    std::size_t size = m.u.match_size;
+    if (size < sizeof(xt_entry_match) || size % align(1) != 0 || off + size > l.target_offset) return false;
+    on_match(off, m);
+    off += size;
   }
+  return true;
+}
+
+// The payload of a match or target whose header says it is `size` bytes long, when that is the
+// size iptables gives a payload of type P; nullopt otherwise.
+template <typename P, typename Header>
+std::optional<P> payload(const std::string& blob, std::size_t offset, std::size_t size) {
+  if (size != align(sizeof(Header)) + align(sizeof(P))) return std::nullopt;
+  P out;
+  std::memcpy(&out, blob.data() + offset + align(sizeof(Header)), sizeof out);
+  return out;
 }
 
 template <typename F>
 std::string identity(const std::string& blob) {
   using Entry = typename F::Entry;
   std::string out = blob;
-  if (out.size() < sizeof(Entry)) return out;
-  auto* e = reinterpret_cast<Entry*>(out.data());
-  std::memset(&e->counters, 0, sizeof e->counters);
-  e->comefrom = 0;
-  e->nfcache = 0;
-  for (std::size_t off = sizeof(Entry); off < e->target_offset;) {
-    auto* m = reinterpret_cast<xt_entry_match*>(out.data() + off);
-    if (m->u.match_size == 0) break;
-    std::size_t n = strnlen(m->u.user.name, sizeof m->u.user.name);
-    std::memset(m->u.user.name + n, 0, sizeof m->u.user.name - n);
-    off += m->u.match_size;
-  }
-  if (e->target_offset + sizeof(xt_entry_target) <= out.size()) {
-    auto* t = reinterpret_cast<xt_entry_target*>(out.data() + e->target_offset);
-    std::size_t n = strnlen(t->u.user.name, sizeof t->u.user.name);
-    std::memset(t->u.user.name + n, 0, sizeof t->u.user.name - n);
-  }
+  auto l = layout_of<Entry>(out);
+  if (!l) return out;  // not an entry: its bytes are all there is to compare
+  Entry e;
+  std::memcpy(&e, out.data(), sizeof e);
+  std::memset(&e.counters, 0, sizeof e.counters);
+  e.comefrom = 0;
+  e.nfcache = 0;
+  std::memcpy(out.data(), &e, sizeof e);
+  auto zero_name_padding = [&](std::size_t name_offset, std::size_t name_size) {
+    char* name = out.data() + name_offset;
+    std::size_t n = strnlen(name, name_size);
+    std::memset(name + n, 0, name_size - n);
+  };
+  constexpr std::size_t kNameOffset = offsetof(xt_entry_match, u.user.name);
+  constexpr std::size_t kNameSize = sizeof(xt_entry_match{}.u.user.name);
+  for_each_match<Entry>(
+      out, *l, [&](std::size_t off, const xt_entry_match&) { zero_name_padding(off + kNameOffset, kNameSize); });
+  zero_name_padding(l->target_offset + offsetof(xt_entry_target, u.user.name), sizeof(xt_entry_target{}.u.user.name));
   return out;  // the label, after the entry, is part of the identity
+}
+
+// The interface of a header field, when its mask is exactly the one iptables builds for it.
+std::optional<std::string> iface_in_model(const char* name, const unsigned char* mask, bool& outside) {
+  std::size_t n = strnlen(name, IFNAMSIZ);
+  if (n == 0) {
+    for (std::size_t i = 0; i < IFNAMSIZ; ++i) outside = outside || mask[i] != 0;
+    return std::nullopt;
+  }
+  if (n == IFNAMSIZ) {
+    outside = true;
+    return std::nullopt;
+  }
+  std::string value(name, n);
+  char expected_name[IFNAMSIZ];
+  unsigned char expected_mask[IFNAMSIZ];
+  set_iface(expected_name, expected_mask, value);
+  if (std::memcmp(expected_mask, mask, IFNAMSIZ) != 0) outside = true;  // e.g. a wildcard spelled another way
+  return value;
 }
 
 template <typename F>
 std::optional<Rule> decode(const std::string& blob) {
   using Entry = typename F::Entry;
-  if (blob.size() < sizeof(Entry)) return std::nullopt;
+  auto l = layout_of<Entry>(blob);
+  if (!l) return std::nullopt;
   Entry e;
   std::memcpy(&e, blob.data(), sizeof e);
   const auto& ip = F::ip(e);
+  if (!F::header_in_model(ip)) return std::nullopt;  // fragments, goto, TOS, unknown flags
   Rule r;
   // Header matches in iptables-save's order: -s -d -i -o -p.
-  for (bool source : {true, false})
-    if (auto p = F::get_addr(e, source)) {
-      if (p->address.family != (std::is_same_v<F, V4> ? Family::V4 : Family::V6) && p->length == 0) return std::nullopt;
-      bool neg = ip.invflags & (source ? F::kInvSrc : F::kInvDst);
-      r.matches.push_back(AddressMatch{source ? Direction::Source : Direction::Destination, *p, neg});
+  for (bool source : {true, false}) {
+    AddressField a = F::get_addr(e, source);
+    bool neg = ip.invflags & (source ? F::kInvSrc : F::kInvDst);
+    if (a.kind == AddressField::Kind::Outside) return std::nullopt;  // e.g. 10.0.0.0/255.0.255.0
+    if (a.kind == AddressField::Kind::Any) {
+      if (neg) return std::nullopt;  // "! -s 0.0.0.0/0" matches nothing; not a rule without -s
+      continue;
     }
-  if (auto i = get_iface(ip.iniface)) r.matches.push_back(InterfaceMatch{true, *i, bool(ip.invflags & F::kInvIn)});
-  if (auto o = get_iface(ip.outiface)) r.matches.push_back(InterfaceMatch{false, *o, bool(ip.invflags & F::kInvOut)});
+    r.matches.push_back(AddressMatch{source ? Direction::Source : Direction::Destination, a.prefix, neg});
+  }
+  bool outside = false;
+  auto in = iface_in_model(ip.iniface, ip.iniface_mask, outside);
+  auto out = iface_in_model(ip.outiface, ip.outiface_mask, outside);
+  if (outside || (!in && (ip.invflags & F::kInvIn)) || (!out && (ip.invflags & F::kInvOut))) return std::nullopt;
+  if (in) r.matches.push_back(InterfaceMatch{true, *in, bool(ip.invflags & F::kInvIn)});
+  if (out) r.matches.push_back(InterfaceMatch{false, *out, bool(ip.invflags & F::kInvOut)});
   std::optional<Protocol> proto;
   if (ip.proto == IPPROTO_TCP)
     proto = Protocol::Tcp;
@@ -382,112 +506,137 @@ std::optional<Rule> decode(const std::string& blob) {
     proto = Protocol::Udp;
   else if (ip.proto != 0)
     return std::nullopt;
-  if (proto) r.matches.push_back(ProtocolMatch{*proto, bool(ip.invflags & F::kInvProto)});
+  const bool proto_negated = ip.invflags & F::kInvProto;
+  if (!proto && proto_negated) return std::nullopt;
+  if (proto) r.matches.push_back(ProtocolMatch{*proto, proto_negated});
+  // The protocol a port match needs: the header's, not negated (the kernel's own check).
+  auto port_protocol_ok = [&](Protocol p) { return proto == p && !proto_negated; };
+
   bool ok = true;
-  for_each_match<Entry>(blob, [&](const xt_entry_match* m) {
-    const void* data = m->data;
-    std::string name(m->u.user.name, strnlen(m->u.user.name, sizeof m->u.user.name));
-    int rev = m->u.user.revision;
-    if ((name == "tcp" || name == "udp") && rev == 0) {
-      // xt_tcp and xt_udp start alike: spts, dpts, then (tcp) option and flags.
-      xt_udp u;
-      std::memcpy(&u, data, sizeof u);
-      Protocol p = name == "tcp" ? Protocol::Tcp : Protocol::Udp;
-      bool dst_set = !(u.dpts[0] == 0 && u.dpts[1] == 0xffff);
-      bool src_set = !(u.spts[0] == 0 && u.spts[1] == 0xffff);
-      std::uint8_t inv = name == "tcp" ? reinterpret_cast<const xt_tcp*>(data)->invflags : u.invflags;
-      if (dst_set == src_set || (dst_set ? u.dpts[0] != u.dpts[1] : u.spts[0] != u.spts[1])) {
-        ok = false;
-        return;
-      }
-      if (dst_set)
-        r.matches.push_back(PortMatch{p, Direction::Destination, u.dpts[0], bool(inv & XT_TCP_INV_DSTPT)});
-      else
-        r.matches.push_back(PortMatch{p, Direction::Source, u.spts[0], bool(inv & XT_TCP_INV_SRCPT)});
+  bool tiled = for_each_match<Entry>(blob, *l, [&](std::size_t off, const xt_entry_match& m) {
+    if (!ok) return;
+    const std::size_t size = m.u.match_size;
+    std::string name(m.u.user.name, strnlen(m.u.user.name, sizeof m.u.user.name));
+    const int rev = m.u.user.revision;
+    ok = false;  // until the match is understood whole
+    if (name == "tcp" && rev == 0) {
+      auto t = payload<xt_tcp, xt_entry_match>(blob, off, size);
+      if (!t || t->option != 0 || t->flg_mask != 0 || t->flg_cmp != 0 || !port_protocol_ok(Protocol::Tcp)) return;
+      ok = decode_ports(r, Protocol::Tcp, t->spts, t->dpts, t->invflags, XT_TCP_INV_SRCPT, XT_TCP_INV_DSTPT);
+    } else if (name == "udp" && rev == 0) {
+      auto u = payload<xt_udp, xt_entry_match>(blob, off, size);
+      if (!u || !port_protocol_ok(Protocol::Udp)) return;
+      ok = decode_ports(r, Protocol::Udp, u->spts, u->dpts, u->invflags, XT_UDP_INV_SRCPT, XT_UDP_INV_DSTPT);
     } else if (name == "multiport" && rev == 1) {
-      const auto* p = static_cast<const xt_multiport_v1*>(data);
-      if (p->flags != XT_MULTIPORT_DESTINATION) {
-        ok = false;
+      auto p = payload<xt_multiport_v1, xt_entry_match>(blob, off, size);
+      if (!p || p->flags != XT_MULTIPORT_DESTINATION || p->count == 0 || p->count > XT_MULTI_PORTS || p->invert > 1 ||
+          !proto || proto_negated)
         return;
-      }
       MultiportMatch mp{{}, p->invert != 0};
-      for (unsigned k = 0; k < p->count; ++k) mp.ports.push_back(p->ports[k]);
-      r.matches.push_back(mp);
-    } else if (name == "owner" && rev == 1) {
-      const auto* o = static_cast<const xt_owner_match_info*>(data);
-      if (o->match == XT_OWNER_UID && o->uid_min == o->uid_max)
-        r.matches.push_back(OwnerMatch{false, OwnerId{o->uid_min, {}}, o->invert == XT_OWNER_UID});
-      else if (o->match == XT_OWNER_GID && o->gid_min == o->gid_max)
-        r.matches.push_back(OwnerMatch{true, OwnerId{o->gid_min, {}}, o->invert == XT_OWNER_GID});
-      else
-        ok = false;
-    } else if (name == "conntrack" && rev == 3) {
-      const auto* c = static_cast<const xt_conntrack_mtinfo3*>(data);
-      if (c->match_flags != XT_CONNTRACK_STATE) {
-        ok = false;
-        return;
+      for (unsigned k = 0; k < p->count; ++k) {
+        if (p->pflags[k] != 0) return;  // a port range: outside the model
+        mp.ports.push_back(p->ports[k]);
       }
-      ConntrackMatch cm{{}, c->invert_flags == XT_CONNTRACK_STATE};
+      r.matches.push_back(mp);
+      ok = true;
+    } else if (name == "owner" && rev == 1) {
+      auto o = payload<xt_owner_match_info, xt_entry_match>(blob, off, size);
+      if (!o || (o->invert != 0 && o->invert != o->match)) return;
+      if (o->match == XT_OWNER_UID && o->uid_min == o->uid_max)
+        r.matches.push_back(OwnerMatch{false, OwnerId{o->uid_min, {}}, o->invert != 0});
+      else if (o->match == XT_OWNER_GID && o->gid_min == o->gid_max)
+        r.matches.push_back(OwnerMatch{true, OwnerId{o->gid_min, {}}, o->invert != 0});
+      else
+        return;
+      ok = true;
+    } else if (name == "conntrack" && rev == 3) {
+      auto c = payload<xt_conntrack_mtinfo3, xt_entry_match>(blob, off, size);
+      const unsigned known = XT_CONNTRACK_STATE_INVALID | XT_CONNTRACK_STATE_BIT(IP_CT_NEW) |
+                             XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) | XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED);
+      if (!c || c->match_flags != XT_CONNTRACK_STATE ||
+          (c->invert_flags != 0 && c->invert_flags != XT_CONNTRACK_STATE) || c->state_mask == 0 ||
+          (c->state_mask & ~known) != 0)
+        return;
+      // In the order iptables-save prints them.
+      ConntrackMatch cm{{}, c->invert_flags != 0};
       if (c->state_mask & XT_CONNTRACK_STATE_INVALID) cm.states.push_back(ConntrackState::Invalid);
       if (c->state_mask & XT_CONNTRACK_STATE_BIT(IP_CT_NEW)) cm.states.push_back(ConntrackState::New);
       if (c->state_mask & XT_CONNTRACK_STATE_BIT(IP_CT_RELATED)) cm.states.push_back(ConntrackState::Related);
       if (c->state_mask & XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED)) cm.states.push_back(ConntrackState::Established);
       r.matches.push_back(cm);
-    } else if ((name == "mark" || name == "connmark") && rev == 1) {
-      const auto* mk = static_cast<const xt_mark_mtinfo1*>(data);
-      if (mk->mask != 0xffffffffU) {
-        ok = false;
-        return;
-      }
-      if (name == "mark")
-        r.matches.push_back(MarkMatch{mk->mark, mk->invert != 0});
-      else
-        r.matches.push_back(ConnmarkMatch{mk->mark, mk->invert != 0});
-    } else {
-      ok = false;
+      ok = true;
+    } else if (name == "mark" && rev == 1) {
+      auto mk = payload<xt_mark_mtinfo1, xt_entry_match>(blob, off, size);
+      if (!mk || mk->mask != 0xffffffffU || mk->invert > 1) return;
+      r.matches.push_back(MarkMatch{mk->mark, mk->invert != 0});
+      ok = true;
+    } else if (name == "connmark" && rev == 1) {
+      auto mk = payload<xt_connmark_mtinfo1, xt_entry_match>(blob, off, size);
+      if (!mk || mk->mask != 0xffffffffU || mk->invert > 1) return;
+      r.matches.push_back(ConnmarkMatch{mk->mark, mk->invert != 0});
+      ok = true;
     }
   });
-  if (!ok) return std::nullopt;
-  const auto* t = reinterpret_cast<const xt_entry_target*>(blob.data() + e.target_offset);
-  std::string name(t->u.user.name, strnlen(t->u.user.name, sizeof t->u.user.name));
-  int rev = t->u.user.revision;
-  const void* data = t->data;
+  if (!tiled || !ok) return std::nullopt;
+
+  xt_entry_target t;
+  std::memcpy(&t, blob.data() + l->target_offset, sizeof t);
+  const std::size_t size = t.u.target_size;
+  if (l->target_offset + size != l->next_offset) return std::nullopt;
+  std::string name(t.u.user.name, strnlen(t.u.user.name, sizeof t.u.user.name));
+  const int rev = t.u.user.revision;
+  const std::size_t at = l->target_offset;
   if (name.empty()) {
-    name = blob.substr(e.next_offset);  // the label
-    if (name == "ACCEPT")
+    if (size != align(sizeof(xt_standard_target))) return std::nullopt;
+    std::string label = blob.substr(l->next_offset);
+    if (label == "ACCEPT")
       r.target = VerdictTarget{Verdict::Accept};
-    else if (name == "DROP")
+    else if (label == "DROP")
       r.target = VerdictTarget{Verdict::Drop};
-    else if (name == "RETURN")
+    else if (label == "RETURN")
       r.target = VerdictTarget{Verdict::Return};
-    else if (!name.empty() && name != "QUEUE" && name != "ERROR")
-      r.target = JumpTarget{name};
+    else if (!label.empty() && label.size() < XT_EXTENSION_MAXNAMELEN && label.find('\0') == std::string::npos &&
+             label != "QUEUE" && label != "ERROR")
+      r.target = JumpTarget{label};
     else
       return std::nullopt;
-  } else if (name == "REDIRECT" && rev == 0) {
+    return r;
+  }
+  if (blob.size() != l->next_offset) return std::nullopt;  // a module target has no label
+  if (name == "REDIRECT" && rev == 0) {
     std::uint16_t port;
     if constexpr (std::is_same_v<F, V4>) {
-      const auto* n = static_cast<const nf_nat_ipv4_multi_range_compat*>(data);
-      if (n->range[0].min.tcp.port != n->range[0].max.tcp.port) return std::nullopt;
+      auto n = payload<nf_nat_ipv4_multi_range_compat, xt_entry_target>(blob, at, size);
+      if (!n || n->rangesize != 1 || n->range[0].flags != NF_NAT_RANGE_PROTO_SPECIFIED || n->range[0].min_ip != 0 ||
+          n->range[0].max_ip != 0 || n->range[0].min.tcp.port != n->range[0].max.tcp.port)
+        return std::nullopt;  // --random, a port range or an address: outside the model
       port = ntohs(n->range[0].min.tcp.port);
     } else {
-      const auto* n = static_cast<const nf_nat_range*>(data);
-      if (n->min_proto.tcp.port != n->max_proto.tcp.port) return std::nullopt;
+      auto n = payload<nf_nat_range, xt_entry_target>(blob, at, size);
+      if (!n || n->flags != NF_NAT_RANGE_PROTO_SPECIFIED || n->min_proto.tcp.port != n->max_proto.tcp.port)
+        return std::nullopt;
+      for (auto w : n->min_addr.all)
+        if (w != 0) return std::nullopt;
+      for (auto w : n->max_addr.all)
+        if (w != 0) return std::nullopt;
       port = ntohs(n->min_proto.tcp.port);
     }
     r.target = RedirectTarget{port, false};
   } else if (name == "TPROXY" && rev == 1) {
-    const auto* info = static_cast<const xt_tproxy_target_info_v1*>(data);
-    for (auto b : info->laddr.all)
-      if (b != 0) return std::nullopt;  // --on-ip: outside the model
+    auto info = payload<xt_tproxy_target_info_v1, xt_entry_target>(blob, at, size);
+    if (!info) return std::nullopt;
+    for (auto w : info->laddr.all)
+      if (w != 0) return std::nullopt;  // --on-ip: outside the model
     r.target = TproxyTarget{ntohs(info->lport), info->mark_value, info->mark_mask};
   } else if (name == "MARK" && rev == 2) {
-    const auto* info = static_cast<const xt_mark_tginfo2*>(data);
-    if (info->mask != 0xffffffffU) return std::nullopt;
+    auto info = payload<xt_mark_tginfo2, xt_entry_target>(blob, at, size);
+    if (!info || info->mask != 0xffffffffU) return std::nullopt;
     r.target = MarkTarget{info->mark};
   } else if (name == "CONNMARK" && rev == 2) {
-    const auto* info = static_cast<const xt_connmark_tginfo2*>(data);
-    if (info->ctmask != 0xffffffffU || info->nfmask != 0xffffffffU || info->shift_bits != 0) return std::nullopt;
+    auto info = payload<xt_connmark_tginfo2, xt_entry_target>(blob, at, size);
+    if (!info || info->ctmark != 0 || info->ctmask != 0xffffffffU || info->nfmask != 0xffffffffU ||
+        info->shift_dir != 0 || info->shift_bits != 0)
+      return std::nullopt;
     if (info->mode == XT_CONNMARK_SAVE)
       r.target = ConnmarkTarget{false};
     else if (info->mode == XT_CONNMARK_RESTORE)
@@ -495,9 +644,9 @@ std::optional<Rule> decode(const std::string& blob) {
     else
       return std::nullopt;
   } else if (name == "CT" && rev == 2) {
-    const auto* info = static_cast<const xt_ct_target_info_v1*>(data);
+    auto info = payload<xt_ct_target_info_v1, xt_entry_target>(blob, at, size);
     // Only a plain zone is ours: NOTRACK, helpers, timeouts and event masks are someone else's.
-    if (info->flags != 0 || info->helper[0] != 0 || info->timeout[0] != 0 || info->ct_events != 0 ||
+    if (!info || info->flags != 0 || info->helper[0] != 0 || info->timeout[0] != 0 || info->ct_events != 0 ||
         info->exp_events != 0)
       return std::nullopt;
     r.target = CtTarget{info->zone};

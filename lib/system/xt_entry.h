@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "core/model.h"
 #include "core/result.h"
@@ -28,16 +29,28 @@ namespace istio_iptables {
 class GroupResolver {
  public:
   virtual ~GroupResolver() = default;
-  virtual std::optional<std::uint32_t> gid(const std::string& name) = 0;
+  /// The GID of a group; nullopt when there is no such group; an error when the group database
+  /// cannot be read (an unreadable file is not "no such group").
+  virtual Result<std::optional<std::uint32_t>> lookup(const std::string& name) = 0;
+  /// lookup() with a failure read as "no such group" (the name then stays a name): only for
+  /// tests and fuzzers that compare identities; the stores call lookup().
+  std::optional<std::uint32_t> gid(const std::string& name) {
+    auto r = lookup(name);
+    return r ? r.value() : std::nullopt;
+  }
 };
 
-/// Reads /etc/group directly (no NSS: Istio hit network lookups through nsswitch).
+/// Reads /etc/group directly with fgetgrent_r (no NSS: Istio hit network lookups through
+/// nsswitch), once. A missing /etc/group has no groups; one that cannot be read is an error.
 class EtcGroupResolver final : public GroupResolver {
  public:
-  std::optional<std::uint32_t> gid(const std::string& name) override;
+  explicit EtcGroupResolver(std::string path = "/etc/group") : path_(std::move(path)) {}
+  Result<std::optional<std::uint32_t>> lookup(const std::string& name) override;
 
  private:
-  std::optional<std::map<std::string, std::uint32_t>> groups_;
+  Result<std::map<std::string, std::uint32_t>> read_groups() const;
+  std::string path_;
+  std::optional<Result<std::map<std::string, std::uint32_t>>> groups_;
 };
 
 /// Encodes a rule as an entry blob for `family`.
@@ -46,7 +59,9 @@ Result<std::string> encode_entry(Family family, const Rule& rule, GroupResolver&
 /// The identity of a blob (see above).
 std::string entry_identity(Family family, const std::string& blob);
 
-/// Decodes an entry blob into our model; nullopt when any part of it is outside the model.
+/// Decodes an entry blob into our model; nullopt when any part of it is outside the model (an
+/// unknown match or target, another revision, a non-contiguous address mask, ...) or when the
+/// blob is not a well-formed entry: such a rule is opaque, never read as some other rule.
 std::optional<Rule> decode_entry(Family family, const std::string& blob);
 
 /// The blob of an entry read through libiptc; `label` is iptc_get_target's answer.

@@ -1,6 +1,8 @@
 // The CLI as the init container, an engineer and CI use it.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "support.h"
 
 using namespace istio_iptables;
@@ -83,7 +85,7 @@ TEST_CASE("cli: unknown flags and stray arguments are usage errors (exit 2), rep
   auto r = run({"-n", "--bogus", "-p", "0", "stray"}, {}, facts);
   CHECK(r.code == 2);
   CHECK(r.out.empty());
-  CHECK_THAT(r.err, Catch::Contains("unknown flag --bogus"));
+  CHECK_THAT(r.err, Catch::Contains("unknown flag \"--bogus\""));
   CHECK_THAT(r.err, Catch::Contains("unexpected argument \"stray\""));
   CHECK_THAT(r.err, Catch::Contains("--envoy-port: invalid value \"0\""));
   auto missing = run({"-n", "-p"}, {}, facts);
@@ -126,4 +128,29 @@ TEST_CASE("cli: --log_output_level quiets what is below the level, as pilot-agen
   auto quiet = run(with(args, {"--log_output_level=default:error"}), {}, facts);
   CHECK(quiet.code == 0);
   CHECK(quiet.err.empty());
+}
+
+TEST_CASE("cli: input echoed in messages is escaped, cut and never repeated without end") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  // Terminal control bytes and a megabyte-long bad line in an --against file.
+  facts.files["/golden"] = "*nat\n-Z OUTPUT \x1b]0;pwned\x07 " + std::string(1 << 20, 'x') + "\nCOMMIT\n";
+  auto r = run({"check", "--against", "/golden", "-u", "1337"}, {}, facts);
+  CHECK(r.code == exit_code::kUsage);
+  CHECK(r.err.find('\x1b') == std::string::npos);
+  CHECK(r.err.find('\x07') == std::string::npos);
+  CHECK(r.err.size() < 4096);
+  CHECK_THAT(r.err, Catch::Contains("more bytes"));
+  // A flag named with control bytes.
+  auto flag = run({"--bogus\x1b[2J", "-u", "1337", "-n"}, {}, facts);
+  CHECK(flag.code == exit_code::kUsage);
+  CHECK(flag.err.find('\x1b') == std::string::npos);
+  // A resolv.conf of 30 000 bad nameserver lines (under the 1 MiB limit) gives a handful of
+  // warnings, not 30 000.
+  std::string resolv;
+  for (int i = 0; i < 30000; ++i) resolv += "nameserver not-an-address\n";
+  facts.files["/etc/resolv.conf"] = resolv;
+  auto dns = run({"-u", "1337", "-n", "--redirect-dns"}, {}, facts);
+  CHECK(dns.code == 0);
+  CHECK(std::count(dns.err.begin(), dns.err.end(), '\n') < 10);
 }

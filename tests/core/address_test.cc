@@ -44,3 +44,12 @@ TEST_CASE("address: loopback is 127/8 and ::1, not IPv4-mapped loopback") {
   CHECK_FALSE(is_loopback(*parse_address("::ffff:127.0.0.1")));
   CHECK_FALSE(is_loopback(*parse_address("128.0.0.1")));
 }
+
+TEST_CASE("address: numbers too large for any field are refused, not wrapped") {
+  for (const char* bad : {"99999999999999999999.0.0.1", "1.2.3.4294967297", "4294967296.0.0.0", "1.2.3.+4", "1.2.3. 4",
+                          "10000::", "1:2:3:4:5:6:7:-8", "1:2:3:4:5:6:7:+8"})
+    CHECK_FALSE(parse_address(bad).has_value());
+  for (const char* bad : {"10.0.0.0/99999999999999999999", "10.0.0.0/4294967304", "::/4294967424", "10.0.0.0/+8",
+                          "10.0.0.0/ 8", "10.0.0.0/255.0.255.0", "2001:db8::/ffff:0:ffff::"})
+    CHECK_FALSE(parse_prefix(bad).has_value());
+}

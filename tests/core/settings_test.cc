@@ -1,6 +1,7 @@
 // Flags and environment: precedence, defaults and every refusal of bad input.
 #include <catch2/catch.hpp>
 
+#include "core/message.h"
 #include "support.h"
 
 using namespace istio_iptables;
@@ -162,8 +163,8 @@ TEST_CASE("settings: bad input is refused, naming the flag or variable and the v
       {{{"istio-exclude-interfaces", "eth 0"}}, {}, "invalid item \"eth 0\""},
       {{{"kube-virt-interfaces", "eth0\n-A OUTPUT -j DROP"}},
        {},
-       "--kube-virt-interfaces: invalid item \"eth0\\x0a-A OUTPUT -j DROP\""},
-      {{{"kube-virt-interfaces", "eth\t0"}}, {}, "invalid item \"eth\\x090\""},
+       "--kube-virt-interfaces: invalid item \"eth0\\n-A OUTPUT -j DROP\""},
+      {{{"kube-virt-interfaces", "eth\t0"}}, {}, "invalid item \"eth\\t0\""},
       {{{"kube-virt-interfaces", "-j"}}, {}, "invalid item \"-j\""},
       {{{"kube-virt-interfaces", "e+th"}}, {}, "invalid item \"e+th\""},
       {{{"proxy-uid", "root"}}, {}, "--proxy-uid: invalid item \"root\" in \"root\": not a numeric UID"},
@@ -234,4 +235,135 @@ TEST_CASE("settings: Go durations") {
   CHECK_FALSE(parse_go_duration_ms("5").has_value());
   CHECK_FALSE(parse_go_duration_ms("s").has_value());
   CHECK_FALSE(parse_go_duration_ms("5 s").has_value());
+}
+
+TEST_CASE("settings: a 400-digit or overflowing duration is a usage error naming the flag, not an abort") {
+  auto m = refusal({{"ipv6", "off"}, {"probe-timeout", std::string(400, '9') + "s"}});
+  REQUIRE(m.size() == 1);
+  CHECK_THAT(m.front(), Catch::StartsWith("--probe-timeout: invalid value"));
+  CHECK_THAT(m.front(), Catch::Contains("(201 more bytes)"));  // the value is cut, not echoed whole
+  CHECK_FALSE(parse_go_duration_ms(std::string(400, '9') + "s").has_value());
+  CHECK_FALSE(parse_go_duration_ms("9223372036854775808ns").has_value());  // 2^63 ns: Go's overflow
+  CHECK_FALSE(parse_go_duration_ms("2562048h").has_value());
+  CHECK(parse_go_duration_ms("9223372036854775807ns") == 9223372036854U);  // Go's largest duration
+  CHECK(parse_go_duration_ms("2562047h") == 2562047ULL * 3600 * 1000);
+  // Extra fraction digits are ignored, and Go's float64 step rounds 0.999999999999999999s up to 1s.
+  CHECK(parse_go_duration_ms("0." + std::string(400, '9') + "s") == 1000U);
+  CHECK(parse_go_duration_ms("0.9999s") == 999U);
+}
+
+TEST_CASE("settings: Go durations as time.ParseDuration reads them") {
+  CHECK(parse_go_duration_ms("+5s") == 5000U);
+  CHECK(parse_go_duration_ms(".5s") == 500U);
+  CHECK(parse_go_duration_ms("5.s") == 5000U);
+  CHECK(parse_go_duration_ms("1h2m3s4ms") == 3723004U);
+  CHECK(parse_go_duration_ms("1500us") == 1U);
+  CHECK(parse_go_duration_ms("1500\xc2\xb5s") == 1U);  // U+00B5
+  CHECK(parse_go_duration_ms("1500\xce\xbcs") == 1U);  // U+03BC
+  CHECK(parse_go_duration_ms("0") == 0U);
+  CHECK(parse_go_duration_ms("-0") == 0U);
+  for (const char* bad : {"", "-5s", ".s", "5..5s", "1.2.3s", "5d", "s5", "+", "5 s", "0x5s"})
+    CHECK_FALSE(parse_go_duration_ms(bad).has_value());
+}
+
+TEST_CASE("settings: values are validated whether or not other settings make them matter") {
+  // DNS capture off: --dns-servers is still an IP address list.
+  auto m = refusal({{"ipv6", "off"}, {"dns-servers", "10.96.0.300"}});
+  REQUIRE(m.size() == 1);
+  CHECK_THAT(m.front(), Catch::Contains("--dns-servers: invalid item \"10.96.0.300\""));
+  // Capture-all DNS: the servers are not used, and still validated.
+  CHECK(
+      refusal({{"ipv6", "off"}, {"redirect-dns", "true"}, {"capture-all-dns", "true"}, {"dns-servers", "x"}}).size() ==
+      1);
+  // The exclude list of owner groups counts only with include "*", and is validated anyway.
+  auto g = refusal({{"ipv6", "off"}},
+                   {{"ISTIO_OUTBOUND_OWNER_GROUPS", "java"}, {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", "bad group"}});
+  REQUIRE(g.size() == 1);
+  CHECK_THAT(g.front(), Catch::Contains("ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: invalid item \"bad group\""));
+  // --ipv6 is refused together with the other problems, not after them.
+  CHECK(refusal({{"ipv6", "maybe"}, {"envoy-port", "x"}}).size() == 2);
+  // resolv.conf is a file: standard input is not accepted for it, with or without DNS capture.
+  auto r = refusal({{"ipv6", "off"}, {"resolv-conf", "-"}});
+  REQUIRE(r.size() == 1);
+  CHECK_THAT(r.front(), Catch::Contains("--resolv-conf: invalid value \"-\""));
+}
+
+TEST_CASE("settings: without IPv6 detection the machine is not asked about addresses") {
+  FakeFacts facts;  // would answer "no valid local IP address found"
+  auto r = build_settings(resolve_settings({}, {}), {}, facts, /*detect_ipv6=*/false);
+  REQUIRE(std::holds_alternative<Settings>(r));
+  CHECK(facts.ipv6_questions == 0);
+  CHECK_FALSE(std::get<Settings>(r).config.enable_ipv6);  // --ipv6 auto without detection: off
+  auto on = build_settings(resolve_settings({{"ipv6", "on"}}, {}), {}, facts, false);
+  REQUIRE(std::holds_alternative<Settings>(on));
+  CHECK(std::get<Settings>(on).config.enable_ipv6);  // as the flag says
+  auto detected = build_settings(resolve_settings({}, {}), {}, facts);
+  REQUIRE(std::holds_alternative<SettingsError>(detected));  // the default still detects
+  CHECK(facts.ipv6_questions == 1);
+}
+
+TEST_CASE("settings: an unreadable resolv.conf is a machine failure, not DNS capture off") {
+  FakeFacts facts;  // "/tmp" is no file of it: its read_file fails as the real one does for a directory
+  auto r = settings({{"ipv6", "off"}, {"redirect-dns", "true"}, {"resolv-conf", "/tmp"}}, {}, facts);
+  REQUIRE(std::holds_alternative<SettingsError>(r));
+  const auto& e = std::get<SettingsError>(r);
+  CHECK_FALSE(e.usage);
+  CHECK_THAT(e.messages.front(), Catch::Contains("cannot read nameservers") && Catch::Contains("/tmp"));
+  // resolv.conf is read with its own limit, 1 MiB.
+  facts.files["/etc/resolv.conf"] = "nameserver 192.0.2.53\n";
+  auto ok = settings({{"ipv6", "off"}, {"redirect-dns", "true"}}, {}, facts);
+  REQUIRE(std::holds_alternative<Settings>(ok));
+  CHECK(facts.last_max_bytes == std::size_t{1} << 20);
+  facts.files["/etc/resolv.conf"] = std::string((std::size_t{1} << 20) + 1, '#');
+  auto big = settings({{"ipv6", "off"}, {"redirect-dns", "true"}}, {}, facts);
+  REQUIRE(std::holds_alternative<SettingsError>(big));
+  CHECK_FALSE(std::get<SettingsError>(big).usage);
+}
+
+TEST_CASE("settings: bad nameserver lines give a few warnings, escaped, then a count") {
+  FakeFacts facts;
+  std::string text = "nameserver 192.0.2.53\nnameserver \x1b[31mred\x07\n";
+  for (int i = 0; i < 2000000; ++i) text += "nameserver bogus\n";
+  facts.files["/etc/resolv.conf"] = text;
+  auto r = settings({{"ipv6", "off"}, {"redirect-dns", "true"}}, {}, facts);
+  REQUIRE(std::holds_alternative<SettingsError>(r));  // 34 MB: over the 1 MiB limit
+  text.resize(1000000);
+  text = text.substr(0, text.rfind('\n') + 1);
+  facts.files["/etc/resolv.conf"] = text;
+  auto s = std::get<Settings>(settings({{"ipv6", "off"}, {"redirect-dns", "true"}}, {}, facts));
+  REQUIRE(s.warnings.size() == 4);
+  CHECK_THAT(s.warnings[0], Catch::Contains("\\x1b[31mred\\x07"));
+  CHECK(s.warnings[0].find('\x1b') == std::string::npos);
+  const std::size_t bad_lines = 1 + (text.size() - 43) / 17;  // the red one, then "nameserver bogus" lines
+  CHECK_THAT(s.warnings[3], Catch::Contains("ignoring " + std::to_string(bad_lines - 3) + " more nameserver lines"));
+  CHECK(s.config.dns_servers_v4.size() == 1);
+}
+
+TEST_CASE("settings: an unreadable passwd file is a failure, not \"no such user\"") {
+  FakeFacts facts;
+  facts.ipv6 = false;
+  facts.passwd_error = "cannot read \"/etc/passwd\": Permission denied";
+  auto r = settings({}, {}, facts);
+  REQUIRE(std::holds_alternative<SettingsError>(r));
+  CHECK_FALSE(std::get<SettingsError>(r).usage);
+  CHECK_THAT(std::get<SettingsError>(r).messages.front(),
+             Catch::Contains("istio-proxy") && Catch::Contains("Permission denied"));
+  // A -u given needs no passwd file.
+  CHECK(std::holds_alternative<Settings>(settings({{"proxy-uid", "1337"}}, {}, facts)));
+}
+
+TEST_CASE("messages: control bytes, broken UTF-8 and direction overrides are escaped; long values are cut") {
+  CHECK(quoted_for_message("eth0") == "\"eth0\"");
+  CHECK(quoted_for_message("a\"b\\c") == "\"a\\\"b\\\\c\"");
+  CHECK(quoted_for_message("\n\t\r\x1b\x07\x7f") == "\"\\n\\t\\r\\x1b\\x07\\x7f\"");
+  CHECK(quoted_for_message("caf\xc3\xa9") == "\"caf\xc3\xa9\"");           // well-formed UTF-8 stays
+  CHECK(quoted_for_message("\xff\xc3") == "\"\\xff\\xc3\"");               // not UTF-8
+  CHECK(quoted_for_message("\xc0\xaf") == "\"\\xc0\\xaf\"");               // overlong '/'
+  CHECK(quoted_for_message("\xed\xa0\x80") == "\"\\xed\\xa0\\x80\"");      // a surrogate
+  CHECK(quoted_for_message("\xc2\x9b") == "\"\\xc2\\x9b\"");               // C1 CSI
+  CHECK(quoted_for_message("a\xe2\x80\xae" "b") == "\"a\\xe2\\x80\\xaeb\"");  // right-to-left override
+  const std::string big(1048576 + 200, 'x');
+  CHECK(quoted_for_message(big) == "\"" + std::string(200, 'x') + "\"\xe2\x80\xa6 (1048576 more bytes)");
+  // A cut never splits a character.
+  CHECK(quoted_for_message("ab\xc3\xa9", 3) == "\"ab\"\xe2\x80\xa6 (2 more bytes)");
 }

@@ -14,6 +14,8 @@
 
 #include "core/apply.h"
 #include "core/message.h"
+#include "core/nft_planner.h"
+#include "core/nft_script.h"
 #include "core/planner.h"
 #include "core/restore_text.h"
 #include "core/rule_text.h"
@@ -391,12 +393,19 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     return exit_code::kUsage;
   }
   const Plan p = plan(settings.config);
-  if (command == Command::Check && !settings.run.against.empty())
-    return check_against_file(p, settings.run.against, *context.facts, out, log);
   if (command == Command::Apply && settings.run.dry_run) {
-    out << dry_run_text(p);  // the plan itself; no machine is asked
+    // The plan itself; no machine is asked.
+    out << (settings.run.native_nftables ? nft_script(plan_nft(settings.config)) : dry_run_text(p));
     return exit_code::kOk;
   }
+  if (settings.run.native_nftables && !(command == Command::Apply && settings.run.skip_rule_apply)) {
+    log.error(fmt::format("{} in native nftables mode is not implemented yet (only apply --dry-run is)",
+                          command_name(command)));
+    log.line("nothing was changed");
+    return exit_code::kFailure;
+  }
+  if (command == Command::Check && !settings.run.against.empty())
+    return check_against_file(p, settings.run.against, *context.facts, out, log);
   // --skip-rule-apply: Istio programs nothing at all (the CNI validation container).
   const bool touches_tables = command == Command::Check || !settings.run.skip_rule_apply;
   if (touches_tables) {

@@ -62,7 +62,7 @@ const std::vector<SettingSpec>& setting_specs() {
       {"reconcile", "", "RECONCILE", "", K::Bool, "false", "replace drifted rules"},
       {"cleanup-only", "", "CLEANUP_ONLY", "", K::Bool, "false", "remove the rules; apply nothing"},
       {"force-apply", "", "FORCE_APPLY", "", K::Bool, "false", "apply even when the rules look applied"},
-      {"native-nftables", "", "NATIVE_NFTABLES", "", K::Bool, "false", "nftables backend (not supported)"},
+      {"native-nftables", "", "NATIVE_NFTABLES", "", K::Bool, "false", "program Istio's native nftables rules (inet tables istio-proxy-*) instead of iptables"},
       {"force-iptables-binary", "", "FORCE_IPTABLES_BINARY", "", K::String, "", "legacy or nft"},
       // Removed from Istio; accepted so that old injection templates keep working.
       {"restore-format", "f", "", "", K::Bool, "true", "removed in Istio 1.24; ignored"},
@@ -276,10 +276,9 @@ class Builder {
     r.against = get("against").value;
     probe_timeout();
     force_binary();
-    if (boolean("native-nftables"))
-      usage(fmt::format("{}: the nftables backend is not implemented; the rules are applied as iptables rules "
-                        "(libiptc or iptables-restore)",
-                        get("native-nftables").source));
+    r.native_nftables = boolean("native-nftables");
+    if (r.native_nftables && compat_minor_ && *compat_minor_ < 27)
+      invalid(get("compat"), "Istio's native nftables mode exists from release 1.27 on");
     for (const char* removed : {"restore-format", "iptables-trace-logging"})
       if (get(removed).explicitly_set) {
         boolean(removed);
@@ -476,6 +475,7 @@ class Builder {
               "releases before 1.23 are not modeled (1.23 and 1.24 share one layout; 1.25 and later the current one)");
       return Layout::Current;
     }
+    compat_minor_ = *minor;
     return *minor <= 24 ? Layout::V1_24 : Layout::Current;
   }
 
@@ -622,6 +622,7 @@ class Builder {
   const std::map<std::string, std::string>& env_;
   MachineFacts& facts_;
   bool detect_ipv6_;
+  std::optional<std::uint64_t> compat_minor_;  ///< --compat's minor release, when one was named
   Settings s_;
   SettingsError errors_;
 };

@@ -52,6 +52,7 @@ struct RunOptions {
   bool skip_rule_apply = false;
   bool run_validation = false;
   bool cleanup_only = false;
+  bool native_nftables = false;  ///< Istio's native nftables mode (inet tables) instead of iptables
   bool reconcile = false;
   bool force_apply = false;
   bool cni_mode = false;

@@ -264,9 +264,9 @@ class Builder {
     r.skip_rule_apply = boolean("skip-rule-apply");
     r.run_validation = boolean("run-validation");
     r.cleanup_only = boolean("cleanup-only");
-    r.reconcile = boolean("reconcile");
-    r.force_apply = boolean("force-apply");
-    r.cni_mode = boolean("cni-mode");
+    // Accepted and validated, with no further effect here (docs/differences.md): every apply
+    // reconciles, and the lock is the one iptables uses.
+    for (const char* accepted : {"reconcile", "force-apply", "cni-mode"}) boolean(accepted);
     r.probe_port = port("iptables-probe-port");
     r.network_namespace = get("network-namespace").value;
     r.backend = get("backend").value;

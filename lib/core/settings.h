@@ -53,9 +53,6 @@ struct RunOptions {
   bool run_validation = false;
   bool cleanup_only = false;
   bool native_nftables = false;  ///< Istio's native nftables mode (inet tables) instead of iptables
-  bool reconcile = false;
-  bool force_apply = false;
-  bool cni_mode = false;
   std::uint16_t probe_port = 15002;
   std::uint32_t probe_timeout_ms = 5000;
   std::string network_namespace;

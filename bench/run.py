@@ -70,7 +70,7 @@ def per_rule_script(v4, v6, binary="iptables-legacy", wait=""):
 
 
 def istio_detection():
-    """Istio's binary detection (istio-behaviour.md 5.1) for both families and both variants."""
+    """Istio's binary detection (docs/planner.md, "Around the plan: Istio's binary detection") for both families and both variants."""
     cmds = []
     for fam in ("iptables", "ip6tables"):
         for variant, wait in (("legacy", "--wait=30"), ("nft", "")):

@@ -183,8 +183,8 @@ RouteRequest routes_to_configure(const Config& config) {
 
 // Apply, cleanup or check against the kernel, through `platform` (the real one, or the
 // recording one for read-only runs). The namespace was entered before the settings were built.
-int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform,
-                   std::ostream& out, Log& log) {
+int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform, std::ostream& out,
+                   Log& log) {
   const RunOptions& run = settings.run;
   // check only reads: whatever fails, the answer is "could not read the state".
   const int failure = command == Command::Check ? exit_code::kStateUnreadable : exit_code::kFailure;
@@ -288,13 +288,12 @@ int validate(const Settings& settings, Platform& platform, Log& log) {
     pos = end == std::string::npos ? text.size() : end + 1;
   }
   if (!r) {
-    log.error(
-        "iptables validation failed; workload is not ready for Istio.\n"
-        "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
-        "If installed with 'cni.repair.deletePods=true', this pod should automatically be deleted "
-        "and retry.\nOtherwise, this pod will need to be manually removed so that it is scheduled on "
-        "a node with istio-cni running, allowing iptables rules to be established.\ncause: " +
-        r.error().message);
+    log.error("iptables validation failed; workload is not ready for Istio.\n"
+              "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
+              "If installed with 'cni.repair.deletePods=true', this pod should automatically be deleted "
+              "and retry.\nOtherwise, this pod will need to be manually removed so that it is scheduled on "
+              "a node with istio-cni running, allowing iptables rules to be established.\ncause: " +
+              r.error().message);
     return exit_code::kValidationFailed;
   }
   log.info("Validation passed, iptables rules established");

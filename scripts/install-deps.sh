@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building, testing and running the tool need, from Debian 12's packages.
+# Installs what building, testing and running the tool need, from Debian 12's packages: clang 14
+# and its sanitizer runtimes for the fuzzers, clang-format 14 and clang-tidy 14 for the checks.
 set -euo pipefail
 packages=(build-essential cmake pkg-config python3
-          libip4tc-dev libip6tc-dev libcli11-dev libfmt-dev catch2 libmnl-dev
-          iptables iproute2 util-linux gnuplot-nox)
+          libip4tc-dev libip6tc-dev libcli11-dev libfmt-dev catch2 libmnl-dev libnftnl-dev
+          iptables nftables iproute2 util-linux gnuplot-nox
+          clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -17,7 +17,7 @@ class FakePlatform : public Platform {
   MemoryStore tables;                ///< what the "kernel" holds
   std::vector<std::string>* events;  ///< shared with facts fakes, in call order
   std::vector<std::string> own_events;
-  bool deny_reads = false;           ///< as an unprivileged process sees the tables
+  bool deny_reads = false;  ///< as an unprivileged process sees the tables
   bool fail_validation = false;
   int route_writes = 0;
   int validations = 0;

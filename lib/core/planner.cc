@@ -2,7 +2,7 @@
 //
 // Rule order is the whole difficulty of this job, and the hardest thing to review, so this file
 // follows Istio's own order (tools/istio-iptables/pkg/capture/run.go) one step at a time, each
-// step named after its entry in docs/istio-behaviour.md (R1 ... R19) and commented with why it sits
+// step named after its entry in docs/planner.md (R1 ... R19) and commented with why it sits
 // where it sits. The output is Istio's *list of operations* (append, or insert at a position),
 // not the final chains: iptables-restore text is that list, and rendering it in Istio's order is
 // what makes our text comparable with Istio's golden files line for line.

@@ -7,6 +7,7 @@
 #include "core/message.h"
 #include "core/number.h"
 #include "core/restore_text.h"
+#include "core/settings.h"
 
 namespace istio_iptables {
 namespace {
@@ -52,6 +53,16 @@ std::optional<Prefix> prefix(const std::string& s) {
   return parse_prefix(s);
 }
 
+// A chain name a jump can carry in an entry (at most 28 bytes and a NUL) and that prints safely:
+// printable ASCII without spaces or quotes, not starting like an option.
+bool valid_chain_name(const std::string& name) {
+  if (name.empty() || name.size() > 28 || name[0] == '-' || name[0] == '!') return false;
+  return std::all_of(name.begin(), name.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c > 0x20 && c < 0x7f && c != '"' && c != '\'' && c != '\\';
+  });
+}
+
 }  // namespace
 
 std::optional<Rule> parse_rule_spec(const std::string& spec) {
@@ -83,7 +94,9 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
       r.matches.push_back(AddressMatch{src ? Direction::Source : Direction::Destination, *p, negated});
     } else if (tok == "-i" || tok == "--in-interface" || tok == "-o" || tok == "--out-interface") {
       auto v = arg();
-      if (!v) return std::nullopt;
+      // A name outside what we would write ourselves (control bytes, NUL, quotes) stays text:
+      // such a rule is someone else's, and the entry codec could not hold it as a C string.
+      if (!v || !valid_interface_name(*v)) return std::nullopt;
       r.matches.push_back(InterfaceMatch{tok == "-i" || tok == "--in-interface", *v, negated});
     } else if (tok == "-p" || tok == "--protocol") {
       auto v = arg();
@@ -224,7 +237,7 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
         auto z = v2 ? port(*v2) : std::nullopt;
         if (!z) return std::nullopt;
         r.target = CtTarget{*z};
-      } else if (target.find_first_of("-!") != 0 && target.size() <= 28) {
+      } else if (valid_chain_name(target)) {
         r.target = JumpTarget{target};
       } else {
         return std::nullopt;

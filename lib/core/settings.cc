@@ -62,7 +62,8 @@ const std::vector<SettingSpec>& setting_specs() {
       {"reconcile", "", "RECONCILE", "", K::Bool, "false", "replace drifted rules"},
       {"cleanup-only", "", "CLEANUP_ONLY", "", K::Bool, "false", "remove the rules; apply nothing"},
       {"force-apply", "", "FORCE_APPLY", "", K::Bool, "false", "apply even when the rules look applied"},
-      {"native-nftables", "", "NATIVE_NFTABLES", "", K::Bool, "false", "program Istio's native nftables rules (inet tables istio-proxy-*) instead of iptables"},
+      {"native-nftables", "", "NATIVE_NFTABLES", "", K::Bool, "false",
+       "program Istio's native nftables rules (inet tables istio-proxy-*) instead of iptables"},
       {"force-iptables-binary", "", "FORCE_IPTABLES_BINARY", "", K::String, "", "legacy or nft"},
       // Removed from Istio; accepted so that old injection templates keep working.
       {"restore-format", "f", "", "", K::Bool, "true", "removed in Istio 1.24; ignored"},

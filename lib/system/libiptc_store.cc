@@ -6,7 +6,7 @@
 // commit), retries on EAGAIN (another writer committed since our read) and on EEXIST at init
 // (two processes creating a table lazily at once), and after any other failed commit reads the
 // table again before deciding: the commit can fail after the rules went live
-// (libiptc-notes.md section 6).
+// (docs/libiptc.md, section 6).
 #include "system/libiptc_store.h"
 
 #include <libiptc/libiptc.h>
@@ -97,7 +97,7 @@ std::string module_hint(Family f, Table t) {
   return fmt::format("{}table_{}", f == Family::V4 ? "ip" : "ip6", table_name(t));
 }
 
-// Our own words for libiptc's errors (iptc_strerror depends on global state; notes section 5).
+// Our own words for libiptc's errors (iptc_strerror depends on global state; docs/libiptc.md, section 5).
 std::string init_error(Family f, Table t, int e) {
   switch (e) {
   case EPERM:
@@ -226,8 +226,8 @@ Result<bool> LibiptcStore::table_exists(Family family, Table table) {
     int e = errno;
     if (e == ENOENT) return false;
     if (e == EACCES || e == EPERM)
-      return Error{fmt::format("cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)",
-                               path)};
+      return Error{fmt::format(
+          "cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)", path)};
     return Error{fmt::format("cannot read {}: {}", path, e != 0 ? std::strerror(e) : "unknown error")};
   }
   std::string name;

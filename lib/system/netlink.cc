@@ -301,7 +301,7 @@ Status add_local_default_route(Family family, std::uint32_t table) {
   // answers ENETDOWN for a moment (seen in tests ~50 ms after `ip link set lo up`): wait for it,
   // a second at most.
   for (int waited = 0; e == ENETDOWN && waited < 50; ++waited) {
-    timespec pause{0, 20 * 1000 * 1000};
+    timespec pause{0, 20'000'000L};
     ::nanosleep(&pause, nullptr);
     e = request(s.value().get(), nlh);
   }

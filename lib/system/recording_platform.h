@@ -26,10 +26,10 @@ struct RecordedWrite {
     std::string chain;
     std::optional<Rule> rule;
   };
-  std::vector<Removal> removed;          ///< from built-in and foreign chains that stay
-  std::vector<std::string> flushed;      ///< chains of ours that would be emptied and deleted
-  std::vector<std::string> written;      ///< chains whose content would be set
-  std::size_t rules_written = 0;         ///< rules in the chains that would be written
+  std::vector<Removal> removed;      ///< from built-in and foreign chains that stay
+  std::vector<std::string> flushed;  ///< chains of ours that would be emptied and deleted
+  std::vector<std::string> written;  ///< chains whose content would be set
+  std::size_t rules_written = 0;     ///< rules in the chains that would be written
 };
 
 /// Everything a read-only run asked to change.

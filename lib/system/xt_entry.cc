@@ -1,6 +1,6 @@
 #include "system/xt_entry.h"
 
-// Header order matters (libiptc-notes.md section 1): libiptc first, then the payload headers.
+// Header order matters (docs/libiptc.md, section 1): libiptc first, then the payload headers.
 #include <libiptc/libiptc.h>
 extern "C" {
 #include <libiptc/libip6tc.h>
@@ -25,6 +25,7 @@ extern "C" {
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 #include <memory>
 #include <vector>
 
@@ -155,14 +156,14 @@ struct V6 {
     std::memcpy(out.bytes.data(), &addr, 16);
     return {AddressField::Kind::Prefix, Prefix{out, len}};
   }
-  // The protocol counts only with IP6T_F_PROTO (libiptc-notes 3); goto and TOS are outside the model.
+  // The protocol counts only with IP6T_F_PROTO (docs/libiptc.md, section 3); goto and TOS are outside the model.
   static bool header_in_model(const ip6t_ip6& ip) {
     return (ip.flags & ~IP6T_F_PROTO) == 0 && bool(ip.flags & IP6T_F_PROTO) == (ip.proto != 0) && ip.tos == 0 &&
            (ip.invflags & ~(kInvSrc | kInvDst | kInvIn | kInvOut | kInvProto)) == 0;
   }
   static void set_proto(Entry& e, std::uint16_t p) {
     e.ipv6.proto = p;
-    e.ipv6.flags |= IP6T_F_PROTO;  // without it the kernel ignores the protocol (libiptc-notes 3)
+    e.ipv6.flags |= IP6T_F_PROTO;  // without it the kernel ignores the protocol (docs/libiptc.md, section 3)
   }
 };
 
@@ -268,6 +269,11 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
       protocol = p->protocol;
     } else if (auto* a = std::get_if<AddressMatch>(&m)) {
       bool source = a->direction == Direction::Source;
+      const unsigned bits = std::is_same<F, V4>::value ? 32 : 128;
+      if (a->prefix.address.family != (std::is_same<F, V4>::value ? Family::V4 : Family::V6) || a->prefix.length > bits)
+        return Error{fmt::format("{} address {}/{} in an {} rule", family_name(a->prefix.address.family),
+                                 format_address(a->prefix.address), a->prefix.length,
+                                 std::is_same<F, V4>::value ? "IPv4" : "IPv6")};
       F::set_addr(header, source, a->prefix.address, a->prefix.length);
       if (a->negated) F::ip(header).invflags |= source ? F::kInvSrc : F::kInvDst;
     } else if (auto* i = std::get_if<InterfaceMatch>(&m)) {
@@ -676,7 +682,7 @@ std::string blob_from_kernel(Family family, const void* entry, const char* label
   std::size_t target_offset = family == Family::V4 ? static_cast<const ipt_entry*>(entry)->target_offset
                                                    : static_cast<const ip6t_entry*>(entry)->target_offset;
   std::string blob(static_cast<const char*>(entry), size);
-  // The kernel copies only strlen(name)+1 bytes of each name: zero the rest (libiptc-notes 7).
+  // The kernel copies only strlen(name)+1 bytes of each name: zero the rest (docs/libiptc.md, section 7).
   std::size_t header = family == Family::V4 ? sizeof(ipt_entry) : sizeof(ip6t_entry);
   for (std::size_t off = header; off < target_offset;) {
     auto* m = reinterpret_cast<xt_entry_match*>(blob.data() + off);

@@ -3,7 +3,7 @@
 // The encoding is the one iptables 1.8 itself builds from our restore text (checked entry by
 // entry against iptables-legacy-restore in tests/system): the same match order, revisions
 // (tcp/udp 0, multiport 1, owner 1, conntrack 3, mark 1, connmark 1; REDIRECT 0, TPROXY 1,
-// MARK 2, CONNMARK 2, CT 2), payload values and interface masks. ../shared/docs/libiptc-notes.md
+// MARK 2, CONNMARK 2, CT 2), payload values and interface masks. docs/libiptc.md
 // has the measured facts behind each choice (IP6T_F_PROTO, name padding, ...).
 //
 // A blob is the entry's bytes as the kernel keeps them (a standard target is named "" and its

@@ -57,8 +57,8 @@ void install_earlier_configuration(FakePlatform& platform) {
   platform.tables.commits = 0;
 }
 
-const std::vector<std::string> kFlags = {"-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i",
-                                         "*",  "-x",    "",   "-b",    "*",  "-d", "15090,15021,15020"};
+const std::vector<std::string> kFlags = {"-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT",
+                                         "-i", "*",     "-x", "",      "-b", "*",    "-d", "15090,15021,15020"};
 
 struct Mode {
   const char* name;

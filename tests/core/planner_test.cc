@@ -1,5 +1,5 @@
 // The planner's behaviours a user relies on, checked against the specification
-// (../shared/docs/istio-behaviour.md) rather than against our own output.
+// (docs/planner.md, taken from Istio's golden files) rather than against our own output.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -30,7 +30,7 @@ bool has_table(const Ruleset& rs, Table t) { return rs.uses_table(t); }
 
 }  // namespace
 
-TEST_CASE("planner: the worked example of istio-behaviour.md section 3.4, to the byte") {
+TEST_CASE("planner: the worked example of docs/planner.md, to the byte") {
   Config c = injected_sidecar();
   c.redirect_dns = true;
   c.dns_servers_v4 = {*parse_address("10.96.0.10")};

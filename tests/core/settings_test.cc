@@ -358,12 +358,13 @@ TEST_CASE("messages: control bytes, broken UTF-8 and direction overrides are esc
   CHECK(quoted_for_message("eth0") == "\"eth0\"");
   CHECK(quoted_for_message("a\"b\\c") == "\"a\\\"b\\\\c\"");
   CHECK(quoted_for_message("\n\t\r\x1b\x07\x7f") == "\"\\n\\t\\r\\x1b\\x07\\x7f\"");
-  CHECK(quoted_for_message("caf\xc3\xa9") == "\"caf\xc3\xa9\"");           // well-formed UTF-8 stays
-  CHECK(quoted_for_message("\xff\xc3") == "\"\\xff\\xc3\"");               // not UTF-8
-  CHECK(quoted_for_message("\xc0\xaf") == "\"\\xc0\\xaf\"");               // overlong '/'
-  CHECK(quoted_for_message("\xed\xa0\x80") == "\"\\xed\\xa0\\x80\"");      // a surrogate
-  CHECK(quoted_for_message("\xc2\x9b") == "\"\\xc2\\x9b\"");               // C1 CSI
-  CHECK(quoted_for_message("a\xe2\x80\xae" "b") == "\"a\\xe2\\x80\\xaeb\"");  // right-to-left override
+  CHECK(quoted_for_message("caf\xc3\xa9") == "\"caf\xc3\xa9\"");       // well-formed UTF-8 stays
+  CHECK(quoted_for_message("\xff\xc3") == "\"\\xff\\xc3\"");           // not UTF-8
+  CHECK(quoted_for_message("\xc0\xaf") == "\"\\xc0\\xaf\"");           // overlong '/'
+  CHECK(quoted_for_message("\xed\xa0\x80") == "\"\\xed\\xa0\\x80\"");  // a surrogate
+  CHECK(quoted_for_message("\xc2\x9b") == "\"\\xc2\\x9b\"");           // C1 CSI
+  CHECK(quoted_for_message("a\xe2\x80\xae"
+                           "b") == "\"a\\xe2\\x80\\xaeb\"");  // right-to-left override
   const std::string big(1048576 + 200, 'x');
   CHECK(quoted_for_message(big) == "\"" + std::string(200, 'x') + "\"\xe2\x80\xa6 (1048576 more bytes)");
   // A cut never splits a character.

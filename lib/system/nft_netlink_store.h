@@ -1,0 +1,40 @@
+// The NftStore of the running kernel: libnftnl messages over one NETLINK_NETFILTER socket.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/nft_store.h"
+
+struct mnl_socket;
+
+namespace istio_iptables::nft {
+
+/// Reads our `inet istio-proxy-*` tables with NFT_MSG_GET* dumps bracketed by NFT_MSG_GETGEN,
+/// encodes rules exactly as `nft -f` does, and commits one batch carrying the generation it was
+/// built from (NFNL_BATCH_GENID), so that the kernel refuses it with ERESTART when another writer
+/// committed in between. Not thread-safe; one store per thread.
+class NetlinkStore : public NftStore {
+ public:
+  /// Opens the socket; an error naming the cause when the kernel has no nfnetlink.
+  static Result<std::unique_ptr<NetlinkStore>> open();
+  ~NetlinkStore() override;
+  NetlinkStore(const NetlinkStore&) = delete;
+  NetlinkStore& operator=(const NetlinkStore&) = delete;
+
+  Result<InstalledState> read() override;
+  Result<std::string> fingerprint(const std::string& table, const Rule& rule) override;
+  Result<CommitOutcome> commit(const Transaction& transaction) override;
+
+ private:
+  explicit NetlinkStore(mnl_socket* socket);
+  Result<InstalledState> read_once(bool* consistent);
+
+  mnl_socket* socket_;
+  std::uint32_t seq_;
+  std::map<std::string, std::uint32_t> names_;  // resolved user and group names ("g:java", "u:app")
+};
+
+}  // namespace istio_iptables::nft

@@ -14,6 +14,7 @@
 
 #include "core/apply.h"
 #include "core/message.h"
+#include "core/nft_apply.h"
 #include "core/nft_planner.h"
 #include "core/nft_script.h"
 #include "core/planner.h"
@@ -181,13 +182,15 @@ RouteRequest routes_to_configure(const Config& config) {
   return r;
 }
 
-// Apply, cleanup or check against the kernel, through `platform` (the real one, or the
-// recording one for read-only runs). The namespace was entered before the settings were built.
-int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform, std::ostream& out,
-                   Log& log) {
-  const RunOptions& run = settings.run;
-  // check only reads: whatever fails, the answer is "could not read the state".
-  const int failure = command == Command::Check ? exit_code::kStateUnreadable : exit_code::kFailure;
+// The iptables tables of the namespace, opened through the backend the flags choose, with the
+// xtables lock held for writers (the restore backend's binaries lock for themselves; readers and
+// recording runs take no lock).
+struct IptablesSession {
+  OpenedStore opened;
+  std::shared_ptr<void> lock;
+};
+
+Result<IptablesSession> open_iptables(const RunOptions& run, Platform& platform, bool writes, Log& log) {
   BackendRequest request;
   request.backend = run.backend == "libiptc"   ? Backend::Libiptc
                     : run.backend == "restore" ? Backend::Restore
@@ -195,50 +198,119 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
   request.force_binary = run.force_iptables_binary;
   request.wait_seconds = run.wait_seconds;
   auto opened = platform.open_store(request);
-  if (!opened) {
-    log.error(opened.error().message);
-    return failure;
-  }
+  if (!opened) return Error{opened.error().message};
   log.info("backend: " + opened.value().description);
-  NetfilterStore& store = *opened.value().store;
-  // One lock around the whole run, as iptables takes it around each change: concurrent
-  // iptables processes wait for us, and we for them. The restore backend's binaries lock for
-  // themselves (holding it here would deadlock them); readers take no lock.
-  std::shared_ptr<void> lock;
-  if (opened.value().needs_xtables_lock && command != Command::Check) {
+  IptablesSession session{std::move(opened).value(), {}};
+  if (writes && session.opened.needs_xtables_lock) {
     auto l = platform.lock(run.wait_seconds);
-    if (!l) {
-      log.error(l.error().message);
-      log.line("nothing was changed");
-      return exit_code::kFailure;
-    }
-    lock = std::move(l).value();
+    if (!l) return Error{l.error().message + "; nothing was changed"};
+    session.lock = std::move(l).value();
   }
+  return session;
+}
+
+void log_outcome(Log& log, bool dry_run, const char* done, const std::vector<std::string>& what, const char* nothing) {
+  if (what.empty())
+    log.info(fmt::format("nothing to change: {}", nothing));
+  else
+    log.info(fmt::format("{}{}: {}", dry_run ? "dry run, would have " : "", done, fmt::join(what, ", ")));
+}
+
+// Our rules of one mode, removed: by cleanup, and by an apply in the other mode, so that after
+// an apply the namespace holds ours of one mode only. An apply removes them after its own rules
+// are in place, so capture never lapses.
+Status remove_iptables_rules(const RunOptions& run, Platform& platform, Log& log) {
+  auto session = open_iptables(run, platform, true, log);
+  if (!session) return Error{session.error().message};
+  auto removed = cleanup(*session.value().opened.store);
+  if (!removed) return Error{removed.error().message};
+  log_outcome(log, run.dry_run, "removed our iptables rules", removed.value().committed, "no iptables rules of ours");
+  return ok_status();
+}
+
+Status remove_nft_tables(const RunOptions& run, Platform& platform, Log& log) {
+  auto store = platform.open_nft_store();
+  if (!store) return Error{store.error().message};
+  auto removed = nft::cleanup_nft(*store.value());
+  if (!removed) return Error{removed.error().message};
+  log_outcome(log, run.dry_run, "removed our nftables tables", removed.value().deleted, "no nftables tables of ours");
+  return ok_status();
+}
+
+int check_iptables(const Settings& settings, const Plan& p, Platform& platform, std::ostream& out, Log& log) {
+  auto session = open_iptables(settings.run, platform, false, log);
+  if (!session) {
+    log.error(session.error().message);
+    return exit_code::kStateUnreadable;
+  }
+  auto diffs = check(*session.value().opened.store, p);
+  if (!diffs) {
+    log.error(diffs.error().message);
+    return exit_code::kStateUnreadable;
+  }
+  out << format_differences(diffs.value());
+  if (any_differences(diffs.value())) return exit_code::kFailure;
+  out << "the installed rules match the plan\n";
+  return exit_code::kOk;
+}
+
+int check_nft_tables(const Settings& settings, Platform& platform, std::ostream& out, Log& log) {
+  auto store = platform.open_nft_store();
+  if (!store) {
+    log.error(store.error().message);
+    return exit_code::kStateUnreadable;
+  }
+  auto diffs = nft::check_nft(*store.value(), plan_nft(settings.config));
+  if (!diffs) {
+    log.error(diffs.error().message);
+    return exit_code::kStateUnreadable;
+  }
+  for (const auto& d : diffs.value()) out << d << "\n";
+  if (!diffs.value().empty()) return exit_code::kFailure;
+  out << "the installed rules match the plan\n";
+  return exit_code::kOk;
+}
+
+// The mode's own rules: iptables through the chosen backend, or nftables in one transaction.
+Status apply_rules(const Settings& settings, const Plan& p, Platform& platform, Log& log) {
+  const RunOptions& run = settings.run;
+  if (run.native_nftables) {
+    auto store = platform.open_nft_store();
+    if (!store) return Error{store.error().message};
+    log.info("backend: nf_tables (in-process, one transaction)");
+    auto applied = nft::apply_nft(*store.value(), plan_nft(settings.config));
+    if (!applied) return Error{applied.error().message};
+    std::vector<std::string> changed = applied.value().written;
+    changed.insert(changed.end(), applied.value().deleted.begin(), applied.value().deleted.end());
+    log_outcome(log, run.dry_run, "applied", changed, "the tables already hold the plan");
+    return ok_status();
+  }
+  auto session = open_iptables(run, platform, true, log);
+  if (!session) return Error{session.error().message};
+  auto applied = apply_plan(*session.value().opened.store, p);
+  if (!applied) return Error{applied.error().message};
+  log_outcome(log, run.dry_run, "applied", applied.value().committed, "the tables already hold the plan");
+  return ok_status();
+}
+
+// Apply, cleanup or check against the kernel, through `platform` (the real one, or the
+// recording one for read-only runs). The namespace was entered before the settings were built.
+int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform, std::ostream& out,
+                   Log& log) {
+  const RunOptions& run = settings.run;
   switch (command) {
-  case Command::Check: {
-    auto diffs = check(store, p);
-    if (!diffs) {
-      log.error(diffs.error().message);
-      return exit_code::kStateUnreadable;
-    }
-    out << format_differences(diffs.value());
-    if (!any_differences(diffs.value())) {
-      out << "the installed rules match the plan\n";
-      return exit_code::kOk;
-    }
-    return exit_code::kFailure;
-  }
+  case Command::Check:
+    return run.native_nftables ? check_nft_tables(settings, platform, out, log)
+                               : check_iptables(settings, p, platform, out, log);
   case Command::Cleanup: {
-    auto result = cleanup(store);
-    if (!result) {
-      log.error(result.error().message);
-      return exit_code::kFailure;
+    // Every rule of ours, of either mode, then the routes.
+    for (auto* remove : {&remove_iptables_rules, &remove_nft_tables}) {
+      auto removed = (*remove)(run, platform, log);
+      if (!removed) {
+        log.error(removed.error().message);
+        return exit_code::kFailure;
+      }
     }
-    if (result.value().committed.empty())
-      log.info("nothing to change: the tables hold none of our rules");
-    else
-      log.info(fmt::format("{}: {}", run.dry_run ? "would clean up (dry run)" : "cleaned up",
-                           fmt::join(result.value().committed, ", ")));
     auto r = platform.remove_routes(routes_to_remove(settings.config));
     if (!r) {
       log.error(r.error().message + " (the rules are removed)");
@@ -247,15 +319,18 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
     return exit_code::kOk;
   }
   case Command::Apply: {
-    auto result = apply_plan(store, p);
-    if (!result) {
-      log.error(result.error().message);
+    auto applied = apply_rules(settings, p, platform, log);
+    if (!applied) {
+      log.error(applied.error().message);
       return exit_code::kFailure;
     }
-    if (result.value().committed.empty())
-      log.info("nothing to change: the tables already hold the plan");
-    else
-      log.info(fmt::format("applied: {}", fmt::join(result.value().committed, ", ")));
+    // Then our rules of the other mode go (an earlier run in the other mode).
+    auto other =
+        run.native_nftables ? remove_iptables_rules(run, platform, log) : remove_nft_tables(run, platform, log);
+    if (!other) {
+      log.error(fmt::format("{} (this mode's rules are in place)", other.error().message));
+      return exit_code::kFailure;
+    }
     RouteRequest routes = routes_to_configure(settings.config);
     if (routes.ipv6 || routes.tproxy_routes) {
       auto r = platform.configure_routes(routes);
@@ -397,11 +472,10 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     out << (settings.run.native_nftables ? nft_script(plan_nft(settings.config)) : dry_run_text(p));
     return exit_code::kOk;
   }
-  if (settings.run.native_nftables && !(command == Command::Apply && settings.run.skip_rule_apply)) {
-    log.error(fmt::format("{} in native nftables mode is not implemented yet (only apply --dry-run is)",
-                          command_name(command)));
+  if (settings.run.native_nftables && !settings.run.against.empty()) {
+    log.error("--against compares iptables-restore text; it does not go with --native-nftables");
     log.line("nothing was changed");
-    return exit_code::kFailure;
+    return exit_code::kUsage;
   }
   if (command == Command::Check && !settings.run.against.empty())
     return check_against_file(p, settings.run.against, *context.facts, out, log);

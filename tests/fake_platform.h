@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "memory_nft_store.h"
 #include "memory_store.h"
 #include "system/platform.h"
 
@@ -14,7 +15,9 @@ namespace istio_iptables::testing {
 
 class FakePlatform : public Platform {
  public:
-  MemoryStore tables;                ///< what the "kernel" holds
+  MemoryStore tables;                ///< what the "kernel" holds in x_tables
+  MemoryNftStore nft;                ///< and in nf_tables
+  int nft_commits = 0;               ///< transactions nf_tables took
   std::vector<std::string>* events;  ///< shared with facts fakes, in call order
   std::vector<std::string> own_events;
   bool deny_reads = false;  ///< as an unprivileged process sees the tables
@@ -24,8 +27,8 @@ class FakePlatform : public Platform {
 
   FakePlatform() : events(&own_events) {}
 
-  /// Table commits plus route changes: everything that changes the machine.
-  int writes() const { return tables.commits + route_writes; }
+  /// Table commits, nf_tables transactions and route changes: everything that changes the machine.
+  int writes() const { return tables.commits + nft_commits + route_writes; }
 
   Status enter_network_namespace(const std::string& path) override {
     events->push_back("enter " + path);
@@ -38,6 +41,10 @@ class FakePlatform : public Platform {
   Result<OpenedStore> open_store(const BackendRequest&) override {
     events->push_back("open_store");
     return OpenedStore{std::make_unique<Forward>(*this), "fake", true};
+  }
+  Result<std::unique_ptr<nft::NftStore>> open_nft_store() override {
+    events->push_back("open_nft_store");
+    return std::unique_ptr<nft::NftStore>(std::make_unique<ForwardNft>(*this));
   }
   Status configure_routes(const RouteRequest&) override {
     events->push_back("configure_routes");
@@ -77,6 +84,26 @@ class FakePlatform : public Platform {
       if (p_.deny_reads) return Error{"cannot read table nat: permission denied (needs CAP_NET_ADMIN)"};
       p_.events->push_back(std::string("commit ") + table_name(t));
       return p_.tables.transact(f, t, decide);
+    }
+
+   private:
+    FakePlatform& p_;
+  };
+  class ForwardNft : public nft::NftStore {
+   public:
+    explicit ForwardNft(FakePlatform& p) : p_(p) {}
+    Result<nft::InstalledState> read() override {
+      if (p_.deny_reads) return Error{"cannot list nf_tables tables: permission denied (needs CAP_NET_ADMIN)"};
+      return p_.nft.read();
+    }
+    Result<std::string> fingerprint(const std::string& table, const nft::Rule& rule) override {
+      return p_.nft.fingerprint(table, rule);
+    }
+    Result<nft::CommitOutcome> commit(const nft::Transaction& tx) override {
+      p_.events->push_back("nft commit");
+      auto r = p_.nft.commit(tx);
+      if (r && r.value() == nft::CommitOutcome::Committed) ++p_.nft_commits;
+      return r;
     }
 
    private:

@@ -1,10 +1,11 @@
 // The nftables planner: Istio's native nftables rule generation, step by step.
 //
 // This file mirrors planner.cc (the iptables planner, R1-R19) one step at a time; each step is
-// named after its entry in istio-nftables.md (N1 ... N19, N-k being the nftables form of R-k), so
-// the two files can be read side by side. What differs is nftables' shape, not the order:
+// named after its step in docs/nftables.md (N1 ... N19, N-k being the nftables form of R-k of
+// docs/planner.md), so the two files can be read side by side; Q1 ... Q15 are the quirks listed
+// there. What differs is nftables' shape, not the order:
 //
-// * One inet table serves both families. A rule without an `ip`/`ip6` match ("B" in the spec) is
+// * One inet table serves both families. A rule without an `ip`/`ip6` match ("neutral") is
 //   added once and matches IPv4 and IPv6 packets alike, even when the pod has no IPv6 (Q10). A
 //   "versioned" rule is an IPv4 rule followed by its IPv6 twin, the twin only when the pod has
 //   IPv6; the two share one chain.
@@ -24,7 +25,8 @@
 //
 // Every rule carries a `counter` at the position Istio's template puts it (Q12), and the
 // spellings Istio uses (`skuid` without `meta` except in raw's zone rules, Q8; `meta l4proto tcp`
-// only where the spec lists it, Q9) are kept in the model so the script is Istio's byte for byte.
+// only where Istio's templates have it, Q9) are kept in the model so the script is Istio's byte for
+// byte (docs/nftables.md, "Rendering").
 #include "core/nft_planner.h"
 
 #include <array>
@@ -81,7 +83,7 @@ Prefix v6_prefix(std::uint8_t last, unsigned len) {
 }
 
 // P2's HasLoopBackIP: the address is loopback; with the Go current Istio is built with, an
-// IPv4-mapped ::ffff:127.x.y.z counts too (istio-nftables.md §3.1).
+// IPv4-mapped ::ffff:127.x.y.z counts too (docs/nftables.md, "Where we differ from Istio").
 bool loopback_for_include(const Address& a) { return is_loopback(a) || (is_ipv4_mapped(a) && a.bytes[12] == 127); }
 
 // ---- the builder: Istio's per-table lists ------------------------------------------------------
@@ -99,7 +101,7 @@ class Builder {
  public:
   explicit Builder(bool ipv6) : ipv6_(ipv6) {}
 
-  /// A family-neutral rule, or an IPv4-only one ("B" and "4" in the spec).
+  /// A family-neutral rule, or an IPv4-only one ("neutral" and "v4" in docs/nftables.md).
   void add(TableIndex t, const char* chain, std::vector<Statement> s) {
     lists_[t].push_back(Entry{chain, std::nullopt, Rule{std::move(s)}});
   }
@@ -158,7 +160,7 @@ class Builder {
   }
 
  private:
-  // The chains of each table in Istio's declaration order (istio-nftables.md §2.2).
+  // The chains of each table in Istio's declaration order (docs/nftables.md, "Tables and chains").
   static std::vector<Chain> chain_order(TableIndex t) {
     auto base = [](const char* name, ChainType type, Hook hook, int priority) {
       return Chain{name, BaseChain{type, hook, priority}};

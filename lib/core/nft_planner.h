@@ -10,7 +10,7 @@
 namespace istio_iptables {
 
 /// Istio's nftables rule generation (tools/istio-nftables/pkg/capture/run.go Run() and the
-/// transaction assembly of executeCommands), steps N1-N19 of istio-nftables.md, from the same
+/// transaction assembly of executeCommands), steps N1-N19 of docs/nftables.md, from the same
 /// Config as the iptables plan (Config::layout is not used: the mode exists only in the current
 /// layout). Tables without rules are left out. Pure: the same Config always gives the same plan.
 NftRuleset plan_nft(const Config& config);

@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/result.h"
+#include "core/nft_store.h"
 #include "core/store.h"
 #include "system/validation.h"
 
@@ -46,6 +47,8 @@ class Platform {
   virtual Result<std::shared_ptr<void>> lock(double wait_seconds) = 0;
   /// Opens the backend that will read and write the tables.
   virtual Result<OpenedStore> open_store(const BackendRequest& request) = 0;
+  /// Opens the nf_tables store of the current network namespace (native nftables mode).
+  virtual Result<std::unique_ptr<nft::NftStore>> open_nft_store() = 0;
   /// ip rule / ip route / address on lo, through netlink. Existing entries are fine.
   virtual Status configure_routes(const RouteRequest& request) = 0;
   /// Removes what configure_routes installs for `request` (the fwmark rule, the local default

@@ -18,6 +18,7 @@
 
 #include "system/libiptc_store.h"
 #include "system/netlink.h"
+#include "system/nft_netlink_store.h"
 #include "system/restore_store.h"
 #include "system/xtables_lock.h"
 
@@ -140,6 +141,16 @@ Status RealPlatform::remove_routes(const RouteRequest& request) {
     if (!s) return s;
   }
   return ok_status();
+}
+
+}  // namespace istio_iptables
+
+namespace istio_iptables {
+
+Result<std::unique_ptr<nft::NftStore>> RealPlatform::open_nft_store() {
+  auto store = nft::NetlinkStore::open();
+  if (!store) return Error{store.error().message};
+  return std::unique_ptr<nft::NftStore>(std::move(store).value());
 }
 
 }  // namespace istio_iptables

@@ -18,6 +18,7 @@ class RealPlatform final : public Platform {
   Status enter_network_namespace(const std::string& path) override;
   Result<std::shared_ptr<void>> lock(double wait_seconds) override;
   Result<OpenedStore> open_store(const BackendRequest& request) override;
+  Result<std::unique_ptr<nft::NftStore>> open_nft_store() override;
   Status configure_routes(const RouteRequest& request) override;
   Status remove_routes(const RouteRequest& request) override;
   Status validate(const ValidationRequest& request, std::string& log) override { return run_validation(request, log); }

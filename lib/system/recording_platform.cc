@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/nft_script.h"
 #include "core/restore_text.h"
 
 namespace istio_iptables {
@@ -44,6 +45,12 @@ Result<OpenedStore> RecordingPlatform::open_store(const BackendRequest& request)
   out.store = std::make_unique<RecordingStore>(std::move(out.store), recording_);
   out.needs_xtables_lock = false;
   return out;
+}
+
+Result<std::unique_ptr<nft::NftStore>> RecordingPlatform::open_nft_store() {
+  auto opened = real_.open_nft_store();
+  if (!opened) return Error{opened.error().message};
+  return std::unique_ptr<nft::NftStore>(std::make_unique<RecordingNftStore>(std::move(opened).value(), recording_));
 }
 
 Status RecordingPlatform::configure_routes(const RouteRequest& request) {
@@ -89,6 +96,23 @@ std::string recording_text(const Recording& recording) {
       out += "COMMIT\n";
     }
   }
+  for (const auto& tx : recording.nft_transactions)
+    for (const auto& op : tx.operations) {
+      switch (op.kind) {
+      case nft::Operation::Kind::AddTable: out += fmt::format("add table inet {}\n", op.table); break;
+      case nft::Operation::Kind::DeleteTable: out += fmt::format("delete table inet {}\n", op.table); break;
+      case nft::Operation::Kind::FlushTable: out += fmt::format("flush table inet {}\n", op.table); break;
+      case nft::Operation::Kind::AddChain:
+        out += op.chain.base ? fmt::format("add chain inet {} {} {{ type {} hook {} priority {} ; }}\n", op.table,
+                                           op.chain.name, nft::chain_type_name(op.chain.base->type),
+                                           nft::hook_name(op.chain.base->hook), op.chain.base->priority)
+                             : fmt::format("add chain inet {} {}\n", op.table, op.chain.name);
+        break;
+      case nft::Operation::Kind::AddRule:
+        out += fmt::format("add rule inet {} {} {}\n", op.table, op.chain.name, nft_rule_text(op.rule));
+        break;
+      }
+    }
   for (const auto& r : recording.routes_removed) route_lines(r, "del", out);
   for (const auto& r : recording.routes_configured) route_lines(r, "add", out);
   return out;

@@ -37,7 +37,10 @@ struct Recording {
   std::vector<RecordedWrite> writes;
   std::vector<RouteRequest> routes_configured;
   std::vector<RouteRequest> routes_removed;
-  bool empty() const { return writes.empty() && routes_configured.empty() && routes_removed.empty(); }
+  std::vector<nft::Transaction> nft_transactions;  ///< native nftables mode
+  bool empty() const {
+    return writes.empty() && routes_configured.empty() && routes_removed.empty() && nft_transactions.empty();
+  }
 };
 
 /// A NetfilterStore that reads through `real` and records instead of committing.
@@ -61,6 +64,26 @@ class RecordingStore final : public NetfilterStore {
   Recording& recording_;
 };
 
+/// An NftStore that reads through `real` and records transactions instead of committing them.
+class RecordingNftStore final : public nft::NftStore {
+ public:
+  RecordingNftStore(std::unique_ptr<nft::NftStore> real, Recording& recording)
+      : real_(std::move(real)), recording_(recording) {}
+  Result<nft::InstalledState> read() override { return real_->read(); }
+  Result<std::string> fingerprint(const std::string& table, const nft::Rule& rule) override {
+    return real_->fingerprint(table, rule);
+  }
+  /// Records the transaction; reports it as committed, commits nothing.
+  Result<nft::CommitOutcome> commit(const nft::Transaction& transaction) override {
+    recording_.nft_transactions.push_back(transaction);
+    return nft::CommitOutcome::Committed;
+  }
+
+ private:
+  std::unique_ptr<nft::NftStore> real_;
+  Recording& recording_;
+};
+
 /// A Platform that enters namespaces and reads through `real`, and records every change.
 /// The validation probe is passed through: it writes nothing (it listens and connects on
 /// loopback), and Istio runs it in dry-run too.
@@ -72,6 +95,7 @@ class RecordingPlatform final : public Platform {
   /// No lock: nothing is written, and a reader must not make writers wait.
   Result<std::shared_ptr<void>> lock(double) override { return std::shared_ptr<void>(); }
   Result<OpenedStore> open_store(const BackendRequest& request) override;
+  Result<std::unique_ptr<nft::NftStore>> open_nft_store() override;
   Status configure_routes(const RouteRequest& request) override;
   Status remove_routes(const RouteRequest& request) override;
   Status validate(const ValidationRequest& request, std::string& log) override { return real_.validate(request, log); }
@@ -89,7 +113,8 @@ namespace istio_iptables {
 
 /// What a recording would do, as `iptables-restore --noflush` input (IPv4 tables, then
 /// "# ip6tables-restore" and the IPv6 tables): "-D CHAIN RULE" for each rule removed from a
-/// chain that stays, "-F"/"-X" for each chain of ours that goes; route changes as `ip` commands
+/// chain that stays, "-F"/"-X" for each chain of ours that goes; native nftables transactions
+/// as an nft script ("delete table inet istio-proxy-nat", ...); route changes as `ip` commands
 /// in comments. Empty when the recording is.
 std::string recording_text(const Recording& recording);
 

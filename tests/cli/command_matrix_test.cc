@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 
 #include "core/apply.h"
+#include "core/nft_apply.h"
+#include "core/nft_planner.h"
 #include "core/planner.h"
 #include "fake_platform.h"
 #include "fixtures.h"
@@ -50,11 +52,19 @@ std::string state(MemoryStore& s) {
 
 // A namespace holding an earlier configuration of ours (other excluded inbound ports), so that
 // apply and cleanup both have something to change.
-void install_earlier_configuration(FakePlatform& platform) {
+void install_earlier_configuration(FakePlatform& platform, bool native) {
   Config earlier = injected_sidecar();
   earlier.inbound_ports_exclude = {15090};
-  REQUIRE(apply_plan(platform.tables, plan(earlier)));
+  if (native)
+    REQUIRE(nft::apply_nft(platform.nft, plan_nft(earlier)));
+  else
+    REQUIRE(apply_plan(platform.tables, plan(earlier)));
   platform.tables.commits = 0;
+}
+
+std::vector<std::string> with_command(const char* command, std::vector<std::string> args) {
+  args.insert(args.begin(), command);
+  return args;
 }
 
 const std::vector<std::string> kFlags = {"-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT",
@@ -69,6 +79,7 @@ struct Mode {
 }  // namespace
 
 TEST_CASE("commands: only apply and cleanup write, and never with --dry-run or --skip-rule-apply") {
+  const bool native = GENERATE(false, true);  // iptables, and Istio's native nftables mode
   const std::vector<Mode> modes = {
       {"plain", {}, {}},
       {"--dry-run", {"--dry-run"}, {}},
@@ -121,20 +132,26 @@ TEST_CASE("commands: only apply and cleanup write, and never with --dry-run or -
       if (std::string(m.name) == e.mode) mode = &m;
     REQUIRE(mode != nullptr);
     FakePlatform platform;
-    install_earlier_configuration(platform);
+    install_earlier_configuration(platform, native);
     const std::string before = state(platform.tables);
+    const std::vector<std::string> nft_before = platform.nft.listing();
     FakeFacts facts;
     facts.ipv6 = false;
     std::vector<std::string> args;
     if (*e.command) args.push_back(e.command);
     args.insert(args.end(), kFlags.begin(), kFlags.end());
     args.insert(args.end(), mode->args.begin(), mode->args.end());
+    if (native) args.emplace_back("--native-nftables");
     auto r = run_with(platform, facts, args, mode->env);
-    INFO(e.command << " " << e.mode << " -> exit " << r.code << "\n" << r.err);
+    INFO((native ? "native nftables: " : "iptables: ") << e.command << " " << e.mode << " -> exit " << r.code << "\n"
+                                                       << r.err);
     CHECK(r.code != exit_code::kUsage);
     CHECK((platform.writes() > 0) == e.writes);
     CHECK((platform.validations > 0) == e.validates);
-    if (!e.writes) CHECK(state(platform.tables) == before);
+    if (!e.writes) {
+      CHECK(state(platform.tables) == before);
+      CHECK(platform.nft.listing() == nft_before);
+    }
   }
 }
 
@@ -265,4 +282,33 @@ TEST_CASE("commands: every log line is written whole, in one write") {
   code = run_cli({"cleanup"}, context, out, err);  // info lines of a run
   CHECK(code == 0);
   for (const auto& chunk : buffer.chunks) CHECK(std::count(chunk.begin(), chunk.end(), '\n') == 1);
+}
+
+TEST_CASE("commands: an apply in one mode removes our rules of the other mode, and only ours") {
+  FakePlatform platform;
+  FakeFacts facts;
+  facts.ipv6 = false;
+  const std::vector<std::string> flags = {"-u", "1337", "-i", "*", "-b", "*", "-d", "15090,15021,15020"};
+  platform.tables.add_foreign(Family::V4, Table::Nat, "OUTPUT", "-d 203.0.113.1/32 -j RETURN");
+  REQUIRE(run_with(platform, facts, flags).code == 0);
+  CHECK_FALSE(platform.tables.chain(Family::V4, Table::Nat, "ISTIO_OUTPUT").empty());
+  auto native = flags;
+  native.emplace_back("--native-nftables");
+  auto r = run_with(platform, facts, native);
+  REQUIRE(r.code == 0);
+  CHECK_FALSE(platform.nft.listing().empty());
+  CHECK(platform.tables.chain(Family::V4, Table::Nat, "ISTIO_OUTPUT").empty());
+  CHECK(platform.tables.chain(Family::V4, Table::Nat, "OUTPUT") ==
+        std::vector<std::string>{"-d 203.0.113.1/32 -j RETURN"});
+  CHECK(run_with(platform, facts, with_command("check", native)).code == 0);
+  // And back.
+  REQUIRE(run_with(platform, facts, flags).code == 0);
+  CHECK(platform.nft.listing().empty());
+  CHECK(run_with(platform, facts, with_command("check", flags)).code == 0);
+  // cleanup removes ours of both kinds, the foreign rule stays.
+  REQUIRE(run_with(platform, facts, native).code == 0);
+  REQUIRE(run_with(platform, facts, {"cleanup"}).code == 0);
+  CHECK(platform.nft.listing().empty());
+  CHECK(platform.tables.chain(Family::V4, Table::Nat, "OUTPUT") ==
+        std::vector<std::string>{"-d 203.0.113.1/32 -j RETURN"});
 }

@@ -49,7 +49,7 @@ TEST_CASE("apply: applying the same plan again commits nothing") {
   CHECK(store.commits == commits);
 }
 
-TEST_CASE("apply: foreign rules keep their places; ours go where iptables-restore --noflush puts them") {
+TEST_CASE("apply: foreign rules keep their places, ours go where iptables-restore --noflush puts them") {
   MemoryStore store;
   store.add_foreign(Family::V4, Table::Nat, "PREROUTING", "-s 198.51.100.0/24 -j ACCEPT");
   store.add_foreign(Family::V4, Table::Nat, "OUTPUT", "-j KUBE-SERVICES");

@@ -1,11 +1,11 @@
 // Native nftables mode: the planner and the script renderer against Istio's own golden files.
 //
 // The expected texts come from outside this code: Istio's nftables golden files
-// (../shared/conformance/istio/nftables, one per case of cases.tsv) and the worked examples and
-// quirks of istio-nftables.md (§5, §6.1), copied from the specification. Each golden case is
-// configured the way our CLI would configure it: the flags of rules/istio-<case>/args (the same
-// cases, in our CLI's syntax) and its env file go through resolve_settings and build_settings
-// with facts that answer nothing.
+// (../shared/conformance/istio/nftables, one per case of cases.tsv), and the worked examples and
+// quirks Q1-Q15 of docs/nftables.md, whose texts are those golden files' and the kernel's
+// listings, not this code's output. Each golden case is configured the way our CLI would
+// configure it: the flags of rules/istio-<case>/args (the same cases, in our CLI's syntax) and its
+// env file go through resolve_settings and build_settings with facts that answer nothing.
 //
 // With NFT_OUT set to a directory, the golden-case test also writes our script for each case
 // (<case>.nft), and a few scenarios of our own that have no golden file (own-<name>.nft), for
@@ -221,9 +221,9 @@ TEST_CASE("nft: every golden case of cases.tsv is Istio's script byte for byte")
       std::ofstream(fs::path(out_dir) / (name + ".nft"), std::ios::binary) << nft_script(plan_nft(config));
 }
 
-// ---- the worked examples of istio-nftables.md §5 ------------------------------------------------
+// ---- the worked examples of docs/nftables.md (Istio's golden cases) -----------------------------
 
-TEST_CASE("nft: the empty case is §5.1's nineteen lines") {
+TEST_CASE("nft: the empty case is the nineteen lines of Istio's golden file") {
   const std::string expected =
       "add table inet istio-proxy-nat\n"
       "flush table inet istio-proxy-nat\n"
@@ -249,7 +249,7 @@ TEST_CASE("nft: the empty case is §5.1's nineteen lines") {
   CHECK(nft_script(plan_nft(base_config())) == expected);
 }
 
-TEST_CASE("nft: §5.2 dns-uid-gid uses the port set for UIDs only, one DNS jump and raw zones after nat") {
+TEST_CASE("nft: dns-uid-gid uses the port set for UIDs only, one DNS jump and raw zones after nat") {
   Config c = base_config();
   c.redirect_dns = true;
   c.proxy_uids = {3, 4};
@@ -284,7 +284,7 @@ TEST_CASE("nft: §5.2 dns-uid-gid uses the port set for UIDs only, one DNS jump 
         "add rule inet istio-proxy-raw istio-inbound udp sport 53 ip6 saddr 2001:db8::53/128 counter ct zone set 1");
 }
 
-TEST_CASE("nft: §5.3 TPROXY puts the marks in mangle and the kernel order is R19's head, then R7") {
+TEST_CASE("nft: inbound-ports-tproxy puts the marks in mangle and the kernel order is R19's head, then R7") {
   Config c = base_config();
   c.mode = InterceptionMode::Tproxy;
   c.inbound_ports.ports = {32000, 31000};
@@ -301,7 +301,8 @@ TEST_CASE("nft: §5.3 TPROXY puts the marks in mangle and the kernel order is R1
   CHECK(has_line(script,
                  "insert rule inet istio-proxy-mangle istio-inbound index 2 iifname lo meta l4proto tcp mark != "
                  "1338 counter return"));
-  // The kernel listing of §5.3 (in Istio's spelling).
+  // What the kernel holds in istio-inbound (docs/nftables.md, worked example inbound-ports-tproxy),
+  // in Istio's spelling.
   CHECK(final_chain(rs, nft::kMangleTable, nft::kInboundChain) ==
         std::vector<std::string>{
             "meta l4proto tcp mark 1337 counter return",
@@ -317,7 +318,7 @@ TEST_CASE("nft: §5.3 TPROXY puts the marks in mangle and the kernel order is R1
       has_line(script, "add chain inet istio-proxy-nat prerouting { type nat hook prerouting priority -100 ; }"));
 }
 
-TEST_CASE("nft: §5.4 --redirect-dns without nameservers leaves no trace of DNS") {
+TEST_CASE("nft: ipv6-dns-uid-gid: --redirect-dns without nameservers leaves no trace of DNS") {
   Config c = base_config();
   c.proxy_uids = {3, 4};
   c.proxy_gids = {1, 2};
@@ -331,7 +332,7 @@ TEST_CASE("nft: §5.4 --redirect-dns without nameservers leaves no trace of DNS"
   CHECK(has_line(script, "add rule inet istio-proxy-nat istio-output oifname lo skuid != 3 counter return"));
 }
 
-TEST_CASE("nft: §5.5 an include list of owner groups is one rule of negated skgid matches") {
+TEST_CASE("nft: outbound-owner-groups: an include list of owner groups is one rule of negated skgid matches") {
   Config c = base_config();
   c.owner_groups.include_all = false;
   c.owner_groups.include = {OwnerId{std::nullopt, "java"}, OwnerId{202, {}}};
@@ -341,7 +342,7 @@ TEST_CASE("nft: §5.5 an include list of owner groups is one rule of negated skg
   CHECK(lines[19] == "add rule inet istio-proxy-nat istio-output ip daddr 127.0.0.1/32 counter return");
 }
 
-TEST_CASE("nft: §5.6 drop-invalid is TCP only, in a mangle table written after nat") {
+TEST_CASE("nft: drop-invalid is TCP only, in a mangle table written after nat") {
   Config c = base_config();
   c.drop_invalid = true;
   const auto lines = lines_of(nft_script(plan_nft(c)));
@@ -357,7 +358,7 @@ TEST_CASE("nft: §5.6 drop-invalid is TCP only, in a mangle table written after 
         });
 }
 
-// ---- the quirks of §6.1 -------------------------------------------------------------------------
+// ---- the quirks of docs/nftables.md -------------------------------------------------------------
 
 TEST_CASE("nft: Q2 a table without rules is not in the transaction at all") {
   const auto rs = plan_nft(base_config());
@@ -420,7 +421,8 @@ TEST_CASE("nft: Q5 twins inserted at one index end up IPv6 first with the next i
   c.enable_ipv6 = true;
   c.inbound_ports.ports = {8080};
   const auto rs = plan_nft(c);
-  // Worked example of §3.5: A B, insert 0 X, insert 1 Y4, insert 1 Y6, insert 2 Z -> X Y6 Z Y4 A B.
+  // docs/nftables.md, "The transaction": A B, insert 0 X, insert 1 Y4, insert 1 Y6, insert 2 Z
+  // -> X Y6 Z Y4 A B.
   CHECK(final_chain(rs, nft::kMangleTable, nft::kInboundChain) ==
         std::vector<std::string>{
             "meta l4proto tcp mark 1337 counter return",

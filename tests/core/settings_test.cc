@@ -354,7 +354,7 @@ TEST_CASE("settings: an unreadable passwd file is a failure, not \"no such user\
   CHECK(std::holds_alternative<Settings>(settings({{"proxy-uid", "1337"}}, {}, facts)));
 }
 
-TEST_CASE("messages: control bytes, broken UTF-8 and direction overrides are escaped; long values are cut") {
+TEST_CASE("messages: control bytes, broken UTF-8 and direction overrides are escaped, long values are cut") {
   CHECK(quoted_for_message("eth0") == "\"eth0\"");
   CHECK(quoted_for_message("a\"b\\c") == "\"a\\\"b\\\\c\"");
   CHECK(quoted_for_message("\n\t\r\x1b\x07\x7f") == "\"\\n\\t\\r\\x1b\\x07\\x7f\"");

@@ -260,7 +260,7 @@ TEST_CASE("host facts: only regular files are read, up to a limit, and failures 
   fs::remove_all(dir);
 }
 
-TEST_CASE("host facts: the passwd file is read without NSS; unreadable is an error, missing has no users") {
+TEST_CASE("host facts: the passwd file is read without NSS, unreadable is an error, missing has no users") {
   char dir_template[] = "/tmp/host_facts_test.XXXXXX";
   REQUIRE(mkdtemp(dir_template) != nullptr);
   const fs::path dir = dir_template;

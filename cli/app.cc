@@ -325,12 +325,16 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
       return exit_code::kFailure;
     }
     // Then our rules of the other mode go (an earlier run in the other mode).
+    // An iptables apply must not fail where nf_tables cannot be read (a kernel without it has no
+    // tables of ours there): it says so and goes on. An nftables apply removes the iptables rules
+    // or fails.
     auto other =
         run.native_nftables ? remove_iptables_rules(run, platform, log) : remove_nft_tables(run, platform, log);
-    if (!other) {
+    if (!other && run.native_nftables) {
       log.error(fmt::format("{} (this mode's rules are in place)", other.error().message));
       return exit_code::kFailure;
     }
+    if (!other) log.warn("could not look for native nftables tables of an earlier run: " + other.error().message);
     RouteRequest routes = routes_to_configure(settings.config);
     if (routes.ipv6 || routes.tproxy_routes) {
       auto r = platform.configure_routes(routes);

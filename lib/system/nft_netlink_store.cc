@@ -187,7 +187,7 @@ class Encoder {
     } else {
       std::array<std::uint8_t, 16> mask{}, zero{}, masked{};
       for (unsigned i = 0; i < full; ++i) {
-        const unsigned left = bits > i * 8 ? std::min(8u, bits - i * 8) : 0;
+        const unsigned left = bits > i * 8 ? std::min(8U, bits - i * 8) : 0;
         mask[i] = static_cast<std::uint8_t>(left == 0 ? 0 : 0xff << (8 - left));
         masked[i] = static_cast<std::uint8_t>(addr[i] & mask[i]);
       }
@@ -460,9 +460,9 @@ std::optional<Rule> decode_rule(const nftnl_rule* r, const std::map<std::string,
         const bool v4 = *family == Family::V4;
         const std::uint32_t full = v4 ? 4 : 16;
         Direction dir;
-        if (off == (v4 ? 12u : 8u))
+        if (off == (v4 ? 12U : 8U))
           dir = Direction::Source;
-        else if (off == (v4 ? 16u : 24u))
+        else if (off == (v4 ? 16U : 24U))
           dir = Direction::Destination;
         else
           return std::nullopt;

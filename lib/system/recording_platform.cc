@@ -113,6 +113,8 @@ std::string recording_text(const Recording& recording) {
         break;
       }
     }
+  // Routes are not read back: what a cleanup would remove is each of these where it exists.
+  if (!recording.routes_removed.empty()) out += "# policy routing of ours, removed where present:\n";
   for (const auto& r : recording.routes_removed) route_lines(r, "del", out);
   for (const auto& r : recording.routes_configured) route_lines(r, "add", out);
   return out;

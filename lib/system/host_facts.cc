@@ -9,14 +9,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <memory>
-#include <vector>
 
 #include <fmt/format.h>
 
 #include "core/message.h"
+#include "system/etc_file.h"
 
 namespace istio_iptables {
 namespace {
@@ -127,35 +126,14 @@ Result<std::string> HostFacts::read_file(const std::string& path, std::size_t ma
 }
 
 Result<std::optional<std::uint32_t>> HostFacts::user_id(const std::string& user) {
-  const std::string& path = passwd_path_;
-  int open_errno = 0;
-  auto opened = open_regular_file(path, &open_errno);
-  if (!opened) {
-    if (open_errno == ENOENT) return std::optional<std::uint32_t>();  // no passwd file: no such user
-    return Error{opened.error().message};
-  }
-  std::FILE* file = ::fdopen(opened.value(), "r");
-  if (file == nullptr) {
-    int saved = errno;
-    ::close(opened.value());
-    return Error{file_error("read", path, std::strerror(saved))};
-  }
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, std::fclose);
-  // glibc's own parser of passwd lines; ERANGE asks for a larger buffer (up to 1 MiB a line).
-  std::vector<char> buffer(4096);
-  while (true) {
-    passwd entry{};
-    passwd* found = nullptr;
-    int rc = ::fgetpwent_r(file, &entry, buffer.data(), buffer.size(), &found);
-    if (rc == ERANGE) {
-      if (buffer.size() >= (std::size_t{1} << 20)) return Error{file_error("read", path, "a line longer than 1 MiB")};
-      buffer.resize(buffer.size() * 2);
-      continue;  // glibc rewinds to the start of the line it could not hold
-    }
-    if (rc == ENOENT) return std::optional<std::uint32_t>();  // end of file: no such user
-    if (rc != 0 || found == nullptr) return Error{file_error("read", path, std::strerror(rc))};
-    if (user == found->pw_name) return std::optional<std::uint32_t>(found->pw_uid);
-  }
+  std::optional<std::uint32_t> uid;  // none: no such user (also when there is no passwd file)
+  auto read = read_etc_file<passwd>(passwd_path_, ::fgetpwent_r, [&](const passwd& entry) {
+    if (user != entry.pw_name) return true;
+    uid = entry.pw_uid;  // the first entry of a name wins, as getpwnam's
+    return false;
+  });
+  if (!read) return Error{read.error().message};
+  return uid;
 }
 
 }  // namespace istio_iptables

@@ -126,6 +126,39 @@ constexpr std::uint16_t kDelete = NLM_F_REQUEST | NLM_F_ACK;
 
 bool absent(int e) { return e == ENOENT || e == ESRCH || e == EADDRNOTAVAIL || e == EAFNOSUPPORT; }
 
+unsigned char address_family(Family family) { return family == Family::V4 ? AF_INET : AF_INET6; }
+
+// A table number in the one-byte header field: RT_TABLE_UNSPEC above 255 (the attribute says it).
+unsigned char table_byte(std::uint32_t table) {
+  return static_cast<unsigned char>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+}
+
+// The rule "fwmark MARK lookup TABLE" of full mask, as the add and the remove request both name
+// it (the remove adds the priority of the one entry it deletes).
+void put_fwmark_rule(Message& m, Family family, std::uint32_t mark, std::uint32_t table) {
+  auto* rule = m.header<fib_rule_hdr>();
+  rule->family = address_family(family);
+  rule->action = FR_ACT_TO_TBL;
+  rule->table = table_byte(table);
+  mnl_attr_put_u32(m.nlh, FRA_FWMARK, mark);
+  mnl_attr_put_u32(m.nlh, FRA_FWMASK, 0xffffffffU);
+  mnl_attr_put_u32(m.nlh, FRA_TABLE, table);
+}
+
+// The route "local default dev lo table TABLE proto boot", as the add and the remove request both
+// name it (the remove adds the metric of the one entry it deletes).
+void put_local_default_route(Message& m, Family family, std::uint32_t table, unsigned lo) {
+  auto* rtm = m.header<rtmsg>();
+  rtm->rtm_family = address_family(family);
+  rtm->rtm_dst_len = 0;
+  rtm->rtm_table = table_byte(table);
+  rtm->rtm_protocol = RTPROT_BOOT;
+  rtm->rtm_scope = RT_SCOPE_HOST;
+  rtm->rtm_type = RTN_LOCAL;
+  mnl_attr_put_u32(m.nlh, RTA_TABLE, table);
+  mnl_attr_put_u32(m.nlh, RTA_OIF, lo);
+}
+
 // One routing rule as the dump shows it: what we need to tell ours from the rest.
 struct RuleSeen {
   std::uint32_t mark = 0, mask = 0xffffffffU, table = 0, priority = 0;
@@ -173,11 +206,11 @@ int on_rule_attribute(const nlattr* attr, void* data) {
 }
 
 // The priorities of the rules "fwmark MARK lookup TABLE" and nothing more (mask 0xffffffff, as
-// add_fwmark_rule leaves it).
+// put_fwmark_rule names it).
 Result<std::vector<std::uint32_t>> fwmark_rule_priorities(mnl_socket* s, Family family, std::uint32_t mark,
                                                           std::uint32_t table) {
   Message m(RTM_GETRULE, kDump);
-  m.header<fib_rule_hdr>()->family = family == Family::V4 ? AF_INET : AF_INET6;
+  m.header<fib_rule_hdr>()->family = address_family(family);
   struct Want {
     std::uint32_t mark, table;
     std::vector<std::uint32_t> priorities;
@@ -206,7 +239,7 @@ Result<std::vector<std::uint32_t>> fwmark_rule_priorities(mnl_socket* s, Family 
 Result<std::vector<std::uint32_t>> local_default_route_metrics(mnl_socket* s, Family family, std::uint32_t table,
                                                                unsigned lo) {
   Message m(RTM_GETROUTE, kDump);
-  m.header<rtmsg>()->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
+  m.header<rtmsg>()->rtm_family = address_family(family);
   struct Want {
     std::uint32_t table;
     unsigned lo;
@@ -266,14 +299,8 @@ Status add_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table) {
   if (!existing) return Error{existing.error().message};
   if (!existing.value().empty()) return ok_status();
   Message m(RTM_NEWRULE, kCreate);
-  nlmsghdr* nlh = m.nlh;
-  auto* rule = m.header<fib_rule_hdr>();
-  rule->family = family == Family::V4 ? AF_INET : AF_INET6;
-  rule->action = FR_ACT_TO_TBL;
-  rule->table = static_cast<std::uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
-  mnl_attr_put_u32(nlh, FRA_FWMARK, mark);
-  mnl_attr_put_u32(nlh, FRA_TABLE, table);
-  int e = request(s.value().get(), nlh);
+  put_fwmark_rule(m, family, mark, table);
+  int e = request(s.value().get(), m.nlh);
   if (e != 0 && e != EEXIST)
     return Error{fmt::format("cannot add the {} rule fwmark {} lookup {}: {}", family_name(family), mark, table,
                              std::strerror(e))};
@@ -286,24 +313,15 @@ Status add_local_default_route(Family family, std::uint32_t table) {
   unsigned lo = loopback_index();
   if (lo == 0) return Error{"cannot add the TPROXY route: no interface lo"};
   Message m(RTM_NEWROUTE, kCreate);
-  nlmsghdr* nlh = m.nlh;
-  auto* rtm = m.header<rtmsg>();
-  rtm->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
-  rtm->rtm_dst_len = 0;
-  rtm->rtm_table = static_cast<unsigned char>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
-  rtm->rtm_protocol = RTPROT_BOOT;
-  rtm->rtm_scope = RT_SCOPE_HOST;
-  rtm->rtm_type = RTN_LOCAL;
-  mnl_attr_put_u32(nlh, RTA_TABLE, table);
-  mnl_attr_put_u32(nlh, RTA_OIF, lo);
-  int e = request(s.value().get(), nlh);
+  put_local_default_route(m, family, table, lo);
+  int e = request(s.value().get(), m.nlh);
   // Right after lo comes up in a fresh namespace, IPv6 may not be ready on it yet and the kernel
   // answers ENETDOWN for a moment (seen in tests ~50 ms after `ip link set lo up`): wait for it,
   // a second at most.
   for (int waited = 0; e == ENETDOWN && waited < 50; ++waited) {
     timespec pause{0, 20'000'000L};
     ::nanosleep(&pause, nullptr);
-    e = request(s.value().get(), nlh);
+    e = request(s.value().get(), m.nlh);
   }
   if (e != 0 && e != EEXIST)
     return Error{fmt::format("cannot add the {} local default route to table {}: {}", family_name(family), table,
@@ -365,13 +383,7 @@ Status remove_fwmark_rule(Family family, std::uint32_t mark, std::uint32_t table
   if (!priorities) return Error{priorities.error().message};
   for (std::uint32_t priority : priorities.value()) {
     Message m(RTM_DELRULE, kDelete);
-    auto* rule = m.header<fib_rule_hdr>();
-    rule->family = family == Family::V4 ? AF_INET : AF_INET6;
-    rule->action = FR_ACT_TO_TBL;
-    rule->table = static_cast<std::uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
-    mnl_attr_put_u32(m.nlh, FRA_FWMARK, mark);
-    mnl_attr_put_u32(m.nlh, FRA_FWMASK, 0xffffffffU);
-    mnl_attr_put_u32(m.nlh, FRA_TABLE, table);
+    put_fwmark_rule(m, family, mark, table);
     mnl_attr_put_u32(m.nlh, FRA_PRIORITY, priority);
     int e = request(s.value().get(), m.nlh);
     if (e != 0 && !absent(e))
@@ -390,15 +402,7 @@ Status remove_local_default_route(Family family, std::uint32_t table) {
   if (!metrics) return Error{metrics.error().message};
   for (std::uint32_t metric : metrics.value()) {
     Message m(RTM_DELROUTE, kDelete);
-    auto* rtm = m.header<rtmsg>();
-    rtm->rtm_family = family == Family::V4 ? AF_INET : AF_INET6;
-    rtm->rtm_dst_len = 0;
-    rtm->rtm_table = static_cast<unsigned char>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
-    rtm->rtm_protocol = RTPROT_BOOT;
-    rtm->rtm_scope = RT_SCOPE_HOST;
-    rtm->rtm_type = RTN_LOCAL;
-    mnl_attr_put_u32(m.nlh, RTA_TABLE, table);
-    mnl_attr_put_u32(m.nlh, RTA_OIF, lo);
+    put_local_default_route(m, family, table, lo);
     if (metric != 0) mnl_attr_put_u32(m.nlh, RTA_PRIORITY, metric);
     int e = request(s.value().get(), m.nlh);
     if (e != 0 && !absent(e))

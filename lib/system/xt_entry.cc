@@ -19,20 +19,17 @@ extern "C" {
 #include <linux/netfilter/xt_tcpudp.h>
 
 #include <grp.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstddef>
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
-#include <memory>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "core/message.h"
-#include "system/host_facts.h"
+#include "system/etc_file.h"
 
 namespace istio_iptables {
 
@@ -46,35 +43,13 @@ Result<std::optional<std::uint32_t>> EtcGroupResolver::lookup(const std::string&
 }
 
 Result<std::map<std::string, std::uint32_t>> EtcGroupResolver::read_groups() const {
-  std::map<std::string, std::uint32_t> out;
-  int open_errno = 0;
-  auto opened = open_regular_file(path_, &open_errno);  // refuses a directory, a FIFO, a device
-  if (!opened) {
-    if (open_errno == ENOENT) return out;  // no group file: no groups, as glibc's files backend says
-    return Error{opened.error().message};
-  }
-  std::FILE* file = ::fdopen(opened.value(), "r");
-  if (file == nullptr) {
-    int saved = errno;
-    ::close(opened.value());
-    return Error{file_error("read", path_, std::strerror(saved))};
-  }
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, std::fclose);
-  // glibc's own parser of group lines; ERANGE asks for a larger buffer (long member lists).
-  std::vector<char> buffer(4096);
-  while (true) {
-    group entry{};
-    group* found = nullptr;
-    int rc = ::fgetgrent_r(file, &entry, buffer.data(), buffer.size(), &found);
-    if (rc == ERANGE) {
-      if (buffer.size() >= (std::size_t{1} << 20)) return Error{file_error("read", path_, "a line longer than 1 MiB")};
-      buffer.resize(buffer.size() * 2);
-      continue;  // glibc rewinds to the start of the line it could not hold
-    }
-    if (rc == ENOENT) return out;  // end of file
-    if (rc != 0 || found == nullptr) return Error{file_error("read", path_, std::strerror(rc))};
-    out.emplace(found->gr_name, found->gr_gid);  // the first entry of a name wins, as getgrnam's
-  }
+  std::map<std::string, std::uint32_t> out;  // empty without a group file, as glibc's files backend says
+  auto read = read_etc_file<group>(path_, ::fgetgrent_r, [&](const group& entry) {
+    out.emplace(entry.gr_name, entry.gr_gid);  // the first entry of a name wins, as getgrnam's
+    return true;
+  });
+  if (!read) return Error{read.error().message};
+  return out;
 }
 
 namespace {
@@ -652,8 +627,13 @@ std::optional<Rule> decode(const std::string& blob) {
   } else if (name == "CT" && rev == 2) {
     auto info = payload<xt_ct_target_info_v1, xt_entry_target>(blob, at, size);
     // Only a plain zone is ours: NOTRACK, helpers, timeouts and event masks are someone else's.
-    if (!info || info->flags != 0 || info->helper[0] != 0 || info->timeout[0] != 0 || info->ct_events != 0 ||
-        info->exp_events != 0)
+    // iptables zero-fills the name fields; any other byte in them (even after a NUL) is not an
+    // entry we would write, so it is not read as one of ours.
+    auto all_zero = [](const char* field, std::size_t n) {
+      return std::all_of(field, field + n, [](char c) { return c == 0; });
+    };
+    if (!info || info->flags != 0 || !all_zero(info->helper, sizeof info->helper) ||
+        !all_zero(info->timeout, sizeof info->timeout) || info->ct_events != 0 || info->exp_events != 0)
       return std::nullopt;
     r.target = CtTarget{info->zone};
   } else {

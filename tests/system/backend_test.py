@@ -11,59 +11,16 @@ usage: backend_test.py TOOL REPO_ROOT [TEST-NAME-SUBSTRING]
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
+
+import harness
+from harness import env_prefix, ns, q, scenario, test, tool
 
 TOOL, REPO = sys.argv[1], sys.argv[2]
-ONLY = sys.argv[3] if len(sys.argv) > 3 else ""
-WORK = tempfile.mkdtemp(prefix="istio-iptables-backend-test-")
-GROUPS = os.path.join(WORK, "group")
-with open(GROUPS, "w") as f:
-    f.write(open("/etc/group").read() + "java:x:50001:\n")
-LOCK = os.path.join(WORK, "xtables.lock")
-BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": LOCK}
-
-
-def ns(script, env=None, check=True):
-    """Runs a shell script in a fresh network (and mount) namespace."""
-    full = f"mount --bind {GROUPS} /etc/group && ip link set lo up && {script}"
-    e = dict(BASE_ENV)
-    e.update(env or {})
-    p = subprocess.run(["unshare", "-n", "-m", "bash", "-c", full], capture_output=True, text=True, env=e)
-    if check and p.returncode != 0:
-        raise AssertionError(f"script failed ({p.returncode}): {script}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def q(args):
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def scenario(name):
-    d = os.path.join(REPO, "rules", name)
-    args = shlex.split(open(os.path.join(d, "args")).read())
-    env = {}
-    if os.path.exists(os.path.join(d, "env")):
-        for line in open(os.path.join(d, "env")).read().splitlines():
-            if "=" in line:
-                k, v = line.split("=", 1)
-                env[k] = v
-    return args, env
-
-
-def tool(args, *more):
-    """The tool with a scenario's args; `more` may start with a command word, then flags."""
-    more = list(more)
-    command = [more.pop(0)] if more and more[0] in ("apply", "check", "cleanup") else []
-    lead = [args[0]] if args and args[0] == "istio-iptables" else []
-    rest = args[len(lead):]
-    return f"{TOOL} {q(lead + command + rest + more)}"
-
-
-def env_prefix(env):
-    return "env " + " ".join(shlex.quote(k + "=" + v) for k, v in env.items()) if env else ""
+WORK, LOCK, BASE_ENV = harness.start(TOOL, REPO, sys.argv[3] if len(sys.argv) > 3 else "",
+                                     prefix="istio-iptables-backend-test-", needs=["iptables-legacy", "iptables-nft"],
+                                     skipped="needs root, unshare and iptables (legacy and nft)")
 
 
 def save(variant):
@@ -84,27 +41,6 @@ def without_empty_tables(listing):
             block = []
     return "\n".join(out + block)
 
-
-results = []
-
-
-def test(fn):
-    if ONLY and ONLY not in fn.__name__:
-        return fn
-    try:
-        fn()
-        results.append((fn.__name__, None))
-        print(f"PASS {fn.__name__}", flush=True)
-    except AssertionError as e:
-        results.append((fn.__name__, str(e) or "assertion failed"))
-        print(f"FAIL {fn.__name__}: {e}", flush=True)
-    return fn
-
-
-if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("iptables-legacy") \
-        or not shutil.which("iptables-nft"):
-    print("skipped: needs root, unshare and iptables (legacy and nft)")
-    sys.exit(77)
 
 # Foreign rules that a re-joining of whitespace tokens would change: two spaces inside a quoted
 # comment and inside a string match (which would change what the rule matches), and a comment
@@ -326,7 +262,4 @@ def restore_backend_rollback_puts_back_every_table_written_before_the_failure():
     assert after == before, f"not rolled back:\n--- before\n{before}\n--- after\n{after}"
 
 
-failed = [r for r in results if r[1] is not None]
-print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-shutil.rmtree(WORK, ignore_errors=True) if not os.environ.get("KEEP") else print(WORK)
-sys.exit(1 if failed else 0)
+sys.exit(harness.finish())

@@ -10,45 +10,16 @@ usage: placement_test.py TOOL REPO_ROOT [TEST-NAME-SUBSTRING]
 """
 import os
 import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
+
+import harness
+from harness import env_prefix, ns, scenario, test, tool
 
 TOOL, REPO = sys.argv[1], sys.argv[2]
-ONLY = sys.argv[3] if len(sys.argv) > 3 else ""
-WORK = tempfile.mkdtemp(prefix="istio-iptables-placement-")
-LOCK = os.path.join(WORK, "xtables.lock")
-BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": LOCK}
+WORK, LOCK, BASE_ENV = harness.start(TOOL, REPO, sys.argv[3] if len(sys.argv) > 3 else "",
+                                     prefix="istio-iptables-placement-", needs=["iptables-legacy"],
+                                     skipped="needs root, unshare and iptables")
 FOREIGN = "-d 203.0.113.1/32 -j RETURN"
-
-
-def ns(script, env=None):
-    """Runs a shell script in a fresh network (and mount) namespace; returns the process."""
-    e = dict(BASE_ENV)
-    e.update(env or {})
-    return subprocess.run(["unshare", "-n", "-m", "sh", "-c", f"ip link set lo up && {script}"],
-                          capture_output=True, text=True, env=e)
-
-
-def scenario(name):
-    d = os.path.join(REPO, "rules", name)
-    args = shlex.split(open(os.path.join(d, "args")).read())
-    env = {}
-    if os.path.exists(os.path.join(d, "env")):
-        for line in open(os.path.join(d, "env")).read().splitlines():
-            if "=" in line:
-                k, v = line.split("=", 1)
-                env[k] = v
-    return args, env
-
-
-def tool(args, command=None, *more):
-    return " ".join(shlex.quote(a) for a in [TOOL] + ([command] if command else []) + args + list(more))
-
-
-def env_prefix(env):
-    return "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) if env else ""
 
 
 def section(out, name):
@@ -61,35 +32,16 @@ def nat_lines(save, chain):
 
 
 SAVE_NAT = "iptables-legacy-save -t nat | grep -v '^#'"
-results = []
-
-
-def test(fn):
-    if ONLY and ONLY not in fn.__name__:
-        return fn
-    try:
-        fn()
-        results.append((fn.__name__, None))
-        print(f"PASS {fn.__name__}", flush=True)
-    except AssertionError as e:
-        results.append((fn.__name__, str(e)))
-        print(f"FAIL {fn.__name__}: {e}", flush=True)
-    return fn
-
-
-if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("iptables-legacy"):
-    print("skipped: needs root, unshare and iptables")
-    sys.exit(77)
 
 
 def appended_after_our_jump(backend):
     args, env = scenario("sidecar-no-dns")
-    apply = tool(args, None, "--backend", backend)
+    apply = tool(args, "--backend", backend)
     p = ns(f"{apply} 2>/dev/null && iptables-legacy -t nat -A OUTPUT {FOREIGN} && "
            f"echo '== before =='; {SAVE_NAT}; "
            f"echo '== check =='; {tool(args, 'check')} 2>&1; echo rc=$?; "
            f"echo '== reapply =='; {apply} 2>&1; echo rc=$?; "
-           f"echo '== after =='; {SAVE_NAT}", env)
+           f"echo '== after =='; {SAVE_NAT}", env, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     before, after = section(p.stdout, "before"), section(p.stdout, "after")
     # The kernel's listing, as iptables put it: our jump first, the appended rule behind it.
@@ -120,7 +72,8 @@ def a_new_configuration_keeps_our_jump_in_front_of_a_foreign_rule_appended_after
     p = ns(f"{env_prefix(env_a)} {tool(args_a)} 2>/dev/null && iptables-legacy -t nat -A OUTPUT {FOREIGN} && "
            f"iptables-legacy -t nat -A PREROUTING -s 198.51.100.0/24 -j ACCEPT && "
            f"{env_prefix(env_b)} {tool(args_b)} 2>/dev/null && "
-           f"echo '== after =='; {SAVE_NAT}; echo '== check =='; {env_prefix(env_b)} {tool(args_b, 'check')} 2>&1; echo rc=$?")
+           f"echo '== after =='; {SAVE_NAT}; echo '== check =='; {env_prefix(env_b)} {tool(args_b, 'check')} 2>&1; echo rc=$?",
+           check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     after = section(p.stdout, "after")
     assert nat_lines(after, "OUTPUT") == ["-A OUTPUT -j ISTIO_OUTPUT", f"-A OUTPUT {FOREIGN}"], after
@@ -128,7 +81,7 @@ def a_new_configuration_keeps_our_jump_in_front_of_a_foreign_rule_appended_after
                                               "-A PREROUTING -s 198.51.100.0/24 -j ACCEPT"], after
     # Our chain is the new configuration's, as the kernel lists its golden file.
     golden = os.path.join(REPO, "rules", "sidecar-dns", "expected.rules")
-    ref = ns(f"iptables-legacy-restore < {shlex.quote(golden)} && {SAVE_NAT}")
+    ref = ns(f"iptables-legacy-restore < {shlex.quote(golden)} && {SAVE_NAT}", check=False)
     assert ref.returncode == 0, ref.stderr
     assert nat_lines(after, "ISTIO_OUTPUT") == nat_lines(ref.stdout, "ISTIO_OUTPUT"), after + "---\n" + ref.stdout
     assert "rc=0" in section(p.stdout, "check"), p.stdout
@@ -139,7 +92,7 @@ def a_foreign_rule_before_our_jump_is_noted_and_check_still_passes():
     args, env = scenario("sidecar-no-dns")
     p = ns(f"{tool(args)} 2>/dev/null && iptables-legacy -t nat -I OUTPUT 1 {FOREIGN} && "
            f"echo '== check =='; {tool(args, 'check')} 2>&1; echo rc=$?; "
-           f"{tool(args)} 2>/dev/null && echo '== after =='; {SAVE_NAT}", env)
+           f"{tool(args)} 2>/dev/null && echo '== after =='; {SAVE_NAT}", env, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     # Not ours to move: it stays first.
     assert nat_lines(section(p.stdout, "after"), "OUTPUT") == [f"-A OUTPUT {FOREIGN}", "-A OUTPUT -j ISTIO_OUTPUT"], \
@@ -149,7 +102,4 @@ def a_foreign_rule_before_our_jump_is_noted_and_check_still_passes():
     assert "203.0.113.1/32" in check, f"check does not mention the rule that can bypass capture:\n{check}"
 
 
-failed = [r for r in results if r[1]]
-print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-shutil.rmtree(WORK, ignore_errors=True)
-sys.exit(1 if failed else 0)
+sys.exit(harness.finish())

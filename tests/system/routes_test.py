@@ -8,51 +8,15 @@ otherwise.
 usage: routes_test.py TOOL REPO_ROOT [TEST-NAME-SUBSTRING]
 """
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
+
+import harness
+from harness import ns, scenario, test, tool
 
 TOOL, REPO = sys.argv[1], sys.argv[2]
-ONLY = sys.argv[3] if len(sys.argv) > 3 else ""
-WORK = tempfile.mkdtemp(prefix="istio-iptables-routes-test-")
-LOCK = os.path.join(WORK, "xtables.lock")
-BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": LOCK}
-
-
-def ns(script, env=None, check=True):
-    """Runs a shell script in a fresh network (and mount) namespace."""
-    full = f"ip link set lo up && {script}"
-    e = dict(BASE_ENV)
-    e.update(env or {})
-    p = subprocess.run(["unshare", "-n", "-m", "bash", "-c", full], capture_output=True, text=True, env=e)
-    if check and p.returncode != 0:
-        raise AssertionError(f"script failed ({p.returncode}): {script}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def q(args):
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def scenario(name):
-    d = os.path.join(REPO, "rules", name)
-    args = shlex.split(open(os.path.join(d, "args")).read())
-    env = {}
-    if os.path.exists(os.path.join(d, "env")):
-        for line in open(os.path.join(d, "env")).read().splitlines():
-            if "=" in line:
-                k, v = line.split("=", 1)
-                env[k] = v
-    return args, env
-
-
-def tool(args, *more):
-    more = list(more)
-    command = [more.pop(0)] if more and more[0] in ("apply", "check", "cleanup") else []
-    lead = [args[0]] if args and args[0] == "istio-iptables" else []
-    return f"{TOOL} {q(lead + command + args[len(lead):] + more)}"
+WORK, LOCK, BASE_ENV = harness.start(TOOL, REPO, sys.argv[3] if len(sys.argv) > 3 else "",
+                                     prefix="istio-iptables-routes-test-", needs=["ip"],
+                                     skipped="needs root, unshare and iproute2")
 
 
 # Everything that routes in the namespace: rules, every table's routes, lo's addresses.
@@ -61,26 +25,6 @@ LISTING = ("echo '## rules'; ip rule; echo '## rules6'; ip -6 rule; "
            "ip route show table all | grep 'table 133' || true; "
            "echo '## routes6'; ip -6 route show table all | grep -v '^local ::1 \\|^multicast\\|^anycast\\|fe80' || true; "
            "echo '## lo'; ip -6 addr show dev lo | grep inet6")
-
-results = []
-
-
-def test(fn):
-    if ONLY and ONLY not in fn.__name__:
-        return fn
-    try:
-        fn()
-        results.append((fn.__name__, None))
-        print(f"PASS {fn.__name__}", flush=True)
-    except AssertionError as e:
-        results.append((fn.__name__, str(e) or "assertion failed"))
-        print(f"FAIL {fn.__name__}: {e}", flush=True)
-    return fn
-
-
-if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-    print("skipped: needs root, unshare and iproute2")
-    sys.exit(77)
 
 # Routing that is not ours, some of it close to ours: another mark, our mark with another mask
 # or an input interface, our table with other routes (another prefix, a gateway, another
@@ -166,7 +110,4 @@ def cleanup_removes_the_routing_of_a_custom_mark_and_table_only():
     assert after == before, f"--- before\n{before}\n--- after cleanup\n{after}"
 
 
-failed = [r for r in results if r[1] is not None]
-print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-shutil.rmtree(WORK, ignore_errors=True)
-sys.exit(1 if failed else 0)
+sys.exit(harness.finish())

@@ -9,48 +9,16 @@ usage: system_test.py TOOL XT_DUMP REPO_ROOT [TEST-NAME-SUBSTRING]
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
+
+import harness
+from harness import env_prefix, ns, q, scenario, test, tool
 
 TOOL, DUMP, REPO = sys.argv[1], sys.argv[2], sys.argv[3]
-ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
-WORK = tempfile.mkdtemp(prefix="istio-iptables-test-")
-GROUPS = os.path.join(WORK, "group")
-with open(GROUPS, "w") as f:
-    f.write(open("/etc/group").read() + "java:x:50001:\nftp-test:x:50002:\n")
-    if not re.search(r"^ftp:", open("/etc/group").read(), re.M):
-        f.write("ftp:x:50003:\n")
-LOCK = os.path.join(WORK, "xtables.lock")
-BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": LOCK}
-
-
-def ns(script, env=None, check=True):
-    """Runs a shell script in a fresh network (and mount) namespace."""
-    full = f"mount --bind {GROUPS} /etc/group && ip link set lo up && {script}"
-    e = dict(BASE_ENV)
-    e.update(env or {})
-    p = subprocess.run(["unshare", "-n", "-m", "sh", "-c", full], capture_output=True, text=True, env=e)
-    if check and p.returncode != 0:
-        raise AssertionError(f"script failed ({p.returncode}): {script}\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-def q(args):
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def scenario(name):
-    d = os.path.join(REPO, "rules", name)
-    args = shlex.split(open(os.path.join(d, "args")).read())
-    env = {}
-    if os.path.exists(os.path.join(d, "env")):
-        for line in open(os.path.join(d, "env")).read().splitlines():
-            if "=" in line:
-                k, v = line.split("=", 1)
-                env[k] = v
-    return args, env
+WORK, LOCK, BASE_ENV = harness.start(TOOL, REPO, sys.argv[4] if len(sys.argv) > 4 else "",
+                                     prefix="istio-iptables-test-", needs=["iptables-legacy"],
+                                     skipped="needs root, unshare and iptables")
 
 
 def dry_run(args, env):
@@ -74,15 +42,6 @@ def restored_state(args, env):
     open(f6, "w").write(v6)
     load = f"iptables-legacy-restore --noflush < {f4}" + (f" && ip6tables-legacy-restore --noflush < {f6}" if v6 else "")
     return ns(f"{load} && {{ {STATE}; }}").stdout
-
-
-def tool(args, *more):
-    """The tool with a scenario's args; `more` may start with a command word, then flags."""
-    more = list(more)
-    command = [more.pop(0)] if more and more[0] in ("apply", "check", "cleanup") else []
-    lead = [args[0]] if args and args[0] == "istio-iptables" else []
-    rest = args[len(lead):]
-    return f"{TOOL} {q(lead + command + rest + more)}"
 
 
 def strip_empty_tables(save):
@@ -121,21 +80,6 @@ ip6tables-legacy -t filter -A OUTPUT -d 2001:db8:2::/48 -j REJECT
 ip6tables-legacy -t mangle -A OUTPUT -p tcp --dport 9 -j ACCEPT
 """.strip().replace("\n", " && ")
 
-results = []
-
-
-def test(fn):
-    if ONLY and ONLY not in fn.__name__:
-        return fn
-    try:
-        fn()
-        results.append((fn.__name__, None))
-        print(f"PASS {fn.__name__}", flush=True)
-    except AssertionError as e:
-        results.append((fn.__name__, str(e)))
-        print(f"FAIL {fn.__name__}: {e}", flush=True)
-    return fn
-
 
 def all_scenarios():
     return sorted(os.listdir(os.path.join(REPO, "rules")))
@@ -144,11 +88,6 @@ def all_scenarios():
 def ours_state(args, env, backend="libiptc", before=""):
     pre = f"{before} && " if before else ""
     return ns(f"{pre}{tool(args, '--backend', backend)} && {{ {STATE}; }}", env).stdout
-
-
-if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("iptables-legacy"):
-    print("skipped: needs root, unshare and iptables")
-    sys.exit(77)
 
 
 # ---- point 2: the same result as iptables-restore, in text and in binary ------------------------
@@ -192,7 +131,7 @@ def a_new_configuration_replaces_ours():
         args_b, env_b = scenario(b)
         env = {**env_a, **env_b}
         # env_a's variables must not leak into b's run: run b with its own environment only.
-        first = f"env {' '.join(shlex.quote(k + '=' + v) for k, v in env_a.items())} {tool(args_a)} 2>/dev/null"
+        first = f"{env_prefix(env_a)} {tool(args_a)} 2>/dev/null"
         ours = ns(f"{first} && {tool(args_b)} 2>/dev/null && {{ {STATE}; }}", env_b).stdout
         ref = restored_state(args_b, env_b)
         if strip_empty_tables("=====".join(ours.split("=====")[:2])) != strip_empty_tables("=====".join(ref.split("=====")[:2])):
@@ -221,7 +160,7 @@ def foreign_rules_survive_apply_reapply_and_cleanup():
     args_a, env_a = scenario("sidecar-tproxy")
     args_b, env_b = scenario("capture-all-dns-1.24")
     foreign_only = ns(f"{FOREIGN} && {{ {SAVE}; }}").stdout
-    script = (f"{FOREIGN} && env {' '.join(k + '=' + v for k, v in env_a.items())} {tool(args_a)} 2>/dev/null && "
+    script = (f"{FOREIGN} && {env_prefix(env_a)} {tool(args_a)} 2>/dev/null && "
               f"{tool(args_a)} 2>/dev/null && {tool(args_b)} 2>/dev/null && {{ {SAVE}; }} > {WORK}/applied && "
               f"{tool(args_b, 'cleanup')} 2>/dev/null && {{ {SAVE}; }}")
     p = ns(script, env_b)
@@ -457,7 +396,4 @@ def ipv6_detection_reads_the_target_namespace():
     assert "# ip6tables-restore" not in caller, caller
 
 
-failed = [r for r in results if r[1]]
-print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-shutil.rmtree(WORK, ignore_errors=True)
-sys.exit(1 if failed else 0)
+sys.exit(harness.finish())

@@ -3,7 +3,7 @@
 // libiptc's IPv4 and IPv6 libraries share one C handle type, so passing an IPv4 handle to an
 // ip6tc_ function compiles. Api<F> binds each family's functions once; the rest of the file is
 // written once for both. Every read-modify-commit uses a fresh handle (a handle is stale after a
-// commit), retries on EAGAIN (another writer committed since our read) and on EEXIST at init
+// commit), retries on EAGAIN (another writer committed since our read; after a growing pause) and on EEXIST at init
 // (two processes creating a table lazily at once), and after any other failed commit reads the
 // table again before deciding: the commit can fail after the rules went live
 // (docs/libiptc.md, section 6).
@@ -15,10 +15,13 @@ extern "C" {
 }
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <mutex>
 
@@ -128,6 +131,19 @@ std::string commit_error(Family f, Table t, int e) {
         what(f, t));
   default: return fmt::format("cannot commit {}: {} ({})", what(f, t), std::strerror(e), e);
   }
+}
+
+// Commits refused because the table changed under us are retried, each after back_off: 1 ms,
+// doubling every few attempts up to 64 ms, with a jitter so two retrying writers part ways;
+// about 3 s in all before giving up.
+constexpr int kMaxCommitAttempts = 64;
+
+void back_off(int attempt) {
+  const long base_us = 1000L << std::min(attempt / 4, 6);
+  const long jitter_us = static_cast<long>(
+      (static_cast<unsigned>(::getpid()) * 2654435761U + static_cast<unsigned>(attempt) * 40503U) % 1000U);
+  timespec pause{0, (base_us + jitter_us) * 1000L};
+  ::nanosleep(&pause, nullptr);
 }
 
 struct HandleDeleter {
@@ -271,9 +287,19 @@ Result<bool> LibiptcStore::transact(Family family, Table table,
     errno = 0;
     if (api(family).commit(h.value().get())) return true;
     int e = errno;
+    if (e == EAGAIN && attempt + 1 < kMaxCommitAttempts) {
+      // Another writer committed since our read: start again, after a pause that grows, so that
+      // a writer in the middle of a burst (one that does not share our lock) gets to finish it.
+      ++retries_;
+      back_off(attempt);
+      continue;
+    }
+    if (e == EAGAIN)
+      return Error{fmt::format("cannot commit {}: another writer kept changing it ({} attempts, EAGAIN each time; "
+                               "does it take the xtables lock?)",
+                               what(family, table), kMaxCommitAttempts)};
     if (attempt >= 20) return Error{commit_error(family, table, e)};
     ++retries_;
-    if (e == EAGAIN) continue;  // another writer committed since our read: start again
     // Any other failure leaves the state unknown: read again; if the table is as wanted, done.
     auto again = open_handle(family, table, retries_);
     if (!again) return Error{again.error().message};

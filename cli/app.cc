@@ -280,9 +280,9 @@ Status apply_rules(const Settings& settings, const Plan& p, Platform& platform, 
     log.info("backend: nf_tables (in-process, one transaction)");
     auto applied = nft::apply_nft(*store.value(), plan_nft(settings.config));
     if (!applied) return Error{applied.error().message};
-    std::vector<std::string> changed = applied.value().written;
-    changed.insert(changed.end(), applied.value().deleted.begin(), applied.value().deleted.end());
-    log_outcome(log, run.dry_run, "applied", changed, "the tables already hold the plan");
+    log_outcome(log, run.dry_run, "applied", applied.value().written, "the tables already hold the plan");
+    if (!applied.value().deleted.empty())
+      log_outcome(log, run.dry_run, "deleted tables the plan no longer has", applied.value().deleted, "");
     return ok_status();
   }
   auto session = open_iptables(run, platform, true, log);

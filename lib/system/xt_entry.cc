@@ -653,7 +653,17 @@ std::string entry_identity(Family family, const std::string& blob) {
 }
 
 std::optional<Rule> decode_entry(Family family, const std::string& blob) {
-  return family == Family::V4 ? decode<V4>(blob) : decode<V6>(blob);
+  auto rule = family == Family::V4 ? decode<V4>(blob) : decode<V6>(blob);
+  if (!rule) return std::nullopt;
+  // Faithful or nothing: a rule is only read as one of the model's when encoding it gives the
+  // entry back (padding, reserved fields and name bytes included). An entry that decodes but
+  // carries anything more is someone else's and stays opaque. Numeric IDs only: no group lookup.
+  struct NoGroups final : GroupResolver {
+    Result<std::optional<std::uint32_t>> lookup(const std::string&) override { return std::optional<std::uint32_t>{}; }
+  } no_groups;
+  auto again = encode_entry(family, *rule, no_groups);
+  if (!again || entry_identity(family, again.value()) != entry_identity(family, blob)) return std::nullopt;
+  return rule;
 }
 
 std::string blob_from_kernel(Family family, const void* entry, const char* label) {

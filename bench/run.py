@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""The benchmark suite: apply latency and scale, ours against iptables-restore and Istio's own
-sequence, each run in a fresh network namespace, every comparison interleaved in one run.
+"""The benchmark suite: apply latency and scale, ours against iptables-restore, nft and Istio's own
+sequences (iptables and native nftables mode), each run in a fresh network namespace, every
+comparison interleaved in one run.
 
 Prints a markdown table and writes it, with the date and the machine, to docs/performance.md,
 and draws the scale results with gnuplot (docs/perf-plan-size.png, docs/perf-table-size.png).
 usage: bench/run.py [--runs N] [--quick] [--tool PATH] [--no-write] [--only TEXT ...]
-Needs root (unshare -n), iptables (legacy and nft) and gnuplot. Never touches the host's rules.
+Needs root (unshare -n), iptables (legacy and nft), nft and gnuplot. Never touches the host's rules.
 """
 import argparse
 import datetime
@@ -224,6 +225,63 @@ for n in ([10000] if opts.quick else [10000, 50000]):
         ("iptables-legacy-restore --noflush", {"setup": setup, "argv": ["iptables-legacy-restore", "--noflush"], "stdin": r4}),
     ], "iptables-legacy-restore --noflush"))
     foreign_rows.append((n, len(groups) - 1))
+
+# ---- native nftables mode (--native-nftables): ours in-process against nft -------------------
+
+def nft_script(args):
+    """Our --dry-run of the native nftables mode: the script nft -f accepts (docs/nftables.md)."""
+    return subprocess.run([TOOL] + args + ["--native-nftables", "--dry-run"], capture_output=True, text=True,
+                          env=ENV, check=True).stdout
+
+
+# Istio's pre-flight before every nft transaction (istio-nftables.md 4.1): `nft --version`, then
+# `nft --check` of a throw-away table, then one `nft -f` of the whole transaction. Istio starts them
+# from its own Go process; here a shell does, which adds one shell start-up to Istio's side.
+NFT_PROBE = write("nft_probe.nft", 'add table inet test { comment "test" ; }\n')
+# Istio's --cleanup-only transaction (docs/nftables.md, "Applying, re-running and cleaning up in Istio").
+NFT_CLEANUP = write("nft_cleanup.nft", "".join(f"add table inet {t}\ndelete table inet {t}\n"
+                                               for t in ("istio-proxy-nat", "istio-proxy-mangle", "istio-proxy-raw")))
+
+
+def istio_nft_sequence(script):
+    return f"nft --version >/dev/null && nft --check -f {NFT_PROBE} && nft -f {script}"
+
+
+nft_args = INJECTED + DNS + ["--ipv6", "on"]  # the flags of rules/sidecar-dns-dual-stack
+nft_file = write("sidecar_dns_dual.nft", nft_script(nft_args))
+nft_ours = [TOOL] + nft_args + ["--native-nftables"]
+nft_setup_ours = [nft_ours]
+nft_setup_nft = [["nft", "-f", nft_file]]
+groups.append(("nftables apply: injected sidecar + DNS, IPv4 and IPv6, fresh namespace", [
+    ("ours, --native-nftables (in-process, one transaction)", {"argv": nft_ours}),
+    ("nft -f of the same script (one process)", {"argv": ["nft", "-f", nft_file]}),
+    ("Istio's nft sequence (nft --version, nft --check probe, nft -f)", {"script": istio_nft_sequence(nft_file)}),
+    # The floor both sides pay (fork, exec, exit in a fresh namespace): the goal's ratio above it.
+    ("/bin/true (process start-up floor)", {"argv": ["/bin/true"]}),
+], "nft -f of the same script (one process)"))
+groups.append(("nftables re-apply with the tables in place (no change needed)", [
+    ("ours, --native-nftables (commits nothing)", {"setup": nft_setup_ours, "argv": nft_ours}),
+    ("nft -f of the same script again (Istio's flush and refill)", {"setup": nft_setup_nft, "argv": ["nft", "-f", nft_file]}),
+    ("Istio's nft sequence again (nft --version, nft --check probe, nft -f)",
+     {"setup": nft_setup_nft, "script": istio_nft_sequence(nft_file)}),
+], "nft -f of the same script again (Istio's flush and refill)"))
+groups.append(("nftables cleanup", [
+    ("ours, cleanup --native-nftables", {"setup": nft_setup_ours, "argv": [TOOL, "cleanup", "--ipv6", "on", "--native-nftables"]}),
+    ("nft -f of Istio's cleanup transaction (one process)", {"setup": nft_setup_nft, "argv": ["nft", "-f", NFT_CLEANUP]}),
+    ("Istio's --cleanup-only nft sequence (nft --version, nft --check probe, nft -f)",
+     {"setup": nft_setup_nft, "script": istio_nft_sequence(NFT_CLEANUP)}),
+], "nft -f of Istio's cleanup transaction (one process)"))
+
+for n in sizes:
+    cidrs = ",".join(f"{1 + i // 100}.{i % 100}.0.0/16" for i in range(n))  # rule data only: never routed
+    ports = ",".join(str(20000 + i) for i in range(n))
+    for what, extra in (("CIDRs", ["-x", cidrs]), ("ports", ["-o", ports])):
+        args = INJECTED + ["--ipv6", "off"] + extra
+        script = write(f"nft_scale_{what}_{n}.nft", nft_script(args))
+        groups.append((f"nftables scale: {n} excluded {what} (IPv4)", [
+            ("ours, --native-nftables", {"argv": [TOOL] + args + ["--native-nftables"]}),
+            ("nft -f of the same script", {"argv": ["nft", "-f", script]}),
+        ], "nft -f of the same script"))
 
 groups.append(("Dry-run of the injected sidecar's flags (whole process)", [
     ("ours, --dry-run", {"argv": [TOOL] + INJECTED + DNS + ["--ipv6", "off", "--dry-run"]}),

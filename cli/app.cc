@@ -470,7 +470,9 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     log.line("nothing was changed");
     return exit_code::kUsage;
   }
-  const Plan p = plan(settings.config);
+  // The iptables plan, where the run uses it (not in native nftables mode, not for cleanup).
+  const bool iptables_plan = !settings.run.native_nftables && command != Command::Cleanup;
+  const Plan p = iptables_plan ? plan(settings.config) : Plan{};
   if (command == Command::Apply && settings.run.dry_run) {
     // The plan itself; no machine is asked.
     out << (settings.run.native_nftables ? nft_script(plan_nft(settings.config)) : dry_run_text(p));

@@ -249,6 +249,8 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
         return Error{fmt::format("{} address {}/{} in an {} rule", family_name(a->prefix.address.family),
                                  format_address(a->prefix.address), a->prefix.length,
                                  std::is_same<F, V4>::value ? "IPv4" : "IPv6")};
+      if (a->negated && a->prefix.length == 0)  // matches nothing; iptables-save could not show it back
+        return Error{"a negated /0 address matches no packet; not encoded"};
       F::set_addr(header, source, a->prefix.address, a->prefix.length);
       if (a->negated) F::ip(header).invflags |= source ? F::kInvSrc : F::kInvDst;
     } else if (auto* i = std::get_if<InterfaceMatch>(&m)) {
@@ -276,6 +278,10 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
         if (port->negated) u.invflags = dst ? XT_UDP_INV_DSTPT : XT_UDP_INV_SRCPT;
       }
     } else if (auto* mp = std::get_if<MultiportMatch>(&m)) {
+      // As iptables: multiport needs a protocol with ports, and the kernel takes at most 15.
+      if (!protocol) return Error{"multiport needs -p tcp or -p udp before it"};
+      if (mp->ports.empty() || mp->ports.size() > XT_MULTI_PORTS)
+        return Error{fmt::format("multiport takes 1 to {} ports, not {}", XT_MULTI_PORTS, mp->ports.size())};
       auto& info = b.add_match<xt_multiport_v1>("multiport", 1);
       info.flags = XT_MULTIPORT_DESTINATION;
       info.count = static_cast<std::uint8_t>(mp->ports.size());

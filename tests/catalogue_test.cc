@@ -1,7 +1,8 @@
 // The catalogue (rules/): every scenario's dry-run output, byte for byte.
 //
-// Each folder holds `args` (one shell-quoted line), optionally `env` (KEY=VALUE lines) and the
-// expected dry-run output `expected.rules`. REFRESH_GOLDEN=1 rewrites the expected files, so a
+// Each folder holds `args` (one shell-quoted line), optionally `env` (KEY=VALUE lines), the
+// expected dry-run output `expected.rules`, and `expected.nft`, the dry-run output of the same
+// flags with --native-nftables (absent for the 1.23/1.24 layout, where that mode is refused). REFRESH_GOLDEN=1 rewrites the expected files, so a
 // change in the rules shows up as a reviewable diff. The scenarios must not depend on the machine:
 // the fake facts answer nothing, so a case that forgets --ipv6 or --dns-servers fails here.
 // Whether the expected output is *right* is checked against Istio's golden files and the seed
@@ -51,6 +52,23 @@ TEST_CASE("catalogue: every scenario prints its expected rules byte for byte") {
       } else {
         REQUIRE(fs::exists(expected_path));
         CHECK(result.out == read_text(expected_path.string()));
+      }
+      // The same flags in Istio's native nftables mode.
+      args.push_back("--native-nftables");
+      FakeFacts nft_facts;
+      auto nft = run(args, env, nft_facts);
+      INFO("stderr (--native-nftables): " << nft.err);
+      const auto nft_path = dir / "expected.nft";
+      if (nft.code == exit_code::kUsage) {  // the 1.23/1.24 layout: the mode did not exist yet
+        CHECK_THAT(nft.err, Catch::Contains("native nftables mode exists from release 1.27 on"));
+        CHECK_FALSE(fs::exists(nft_path));
+      } else if (refresh) {
+        REQUIRE(nft.code == 0);
+        std::ofstream(nft_path, std::ios::binary) << nft.out;
+      } else {
+        REQUIRE(nft.code == 0);
+        REQUIRE(fs::exists(nft_path));
+        CHECK(nft.out == read_text(nft_path.string()));
       }
     }
   }

@@ -2,11 +2,12 @@
 //
 // Each folder holds `args` (one shell-quoted line), optionally `env` (KEY=VALUE lines), the
 // expected dry-run output `expected.rules`, and `expected.nft`, the dry-run output of the same
-// flags with --native-nftables (absent for the 1.23/1.24 layout, where that mode is refused). REFRESH_GOLDEN=1 rewrites the expected files, so a
-// change in the rules shows up as a reviewable diff. The scenarios must not depend on the machine:
-// the fake facts answer nothing, so a case that forgets --ipv6 or --dns-servers fails here.
-// Whether the expected output is *right* is checked against Istio's golden files and the seed
-// listing by the conformance test (tests/conformance), in the kernel's own words.
+// flags with --native-nftables (absent for the 1.23/1.24 layout, where that mode is refused).
+// REFRESH_GOLDEN=1 rewrites the expected files, so a change in the rules shows up as a reviewable
+// diff. The scenarios must not depend on the machine: the fake facts answer nothing, so a case
+// that forgets --ipv6 or --dns-servers fails here. Whether the expected output is *right* is
+// checked against Istio's golden files and the seed listing by the conformance tests
+// (tests/conformance), in the kernel's own words.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>

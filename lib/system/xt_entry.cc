@@ -241,7 +241,8 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
     if (auto* p = std::get_if<ProtocolMatch>(&m)) {
       F::set_proto(header, p->protocol == Protocol::Tcp ? IPPROTO_TCP : IPPROTO_UDP);
       if (p->negated) F::ip(header).invflags |= F::kInvProto;
-      protocol = p->protocol;
+      // Port matches need the protocol itself: the kernel refuses them under "! -p" (as iptables).
+      protocol = p->negated ? std::nullopt : std::optional<Protocol>(p->protocol);
     } else if (auto* a = std::get_if<AddressMatch>(&m)) {
       bool source = a->direction == Direction::Source;
       const unsigned bits = std::is_same<F, V4>::value ? 32 : 128;
@@ -264,7 +265,8 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
         set_iface(ip.outiface, ip.outiface_mask, i->name);
       if (i->negated) ip.invflags |= i->inbound ? F::kInvIn : F::kInvOut;
     } else if (auto* port = std::get_if<PortMatch>(&m)) {
-      if (!protocol || *protocol != port->protocol) return Error{"internal: a port match without its protocol"};
+      if (!protocol || *protocol != port->protocol)
+        return Error{"a port match needs -p tcp or -p udp (not negated) before it"};
       bool dst = port->direction == Direction::Destination;
       if (port->protocol == Protocol::Tcp) {
         auto& t = b.add_match<xt_tcp>("tcp", 0);
@@ -279,7 +281,7 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
       }
     } else if (auto* mp = std::get_if<MultiportMatch>(&m)) {
       // As iptables: multiport needs a protocol with ports, and the kernel takes at most 15.
-      if (!protocol) return Error{"multiport needs -p tcp or -p udp before it"};
+      if (!protocol) return Error{"multiport needs -p tcp or -p udp (not negated) before it"};
       if (mp->ports.empty() || mp->ports.size() > XT_MULTI_PORTS)
         return Error{fmt::format("multiport takes 1 to {} ports, not {}", XT_MULTI_PORTS, mp->ports.size())};
       auto& info = b.add_match<xt_multiport_v1>("multiport", 1);

@@ -234,7 +234,7 @@ def nft_script(args):
                           env=ENV, check=True).stdout
 
 
-# Istio's pre-flight before every nft transaction (istio-nftables.md 4.1): `nft --version`, then
+# Istio's pre-flight before every nft transaction (docs/nftables.md, "Applying, re-running and cleaning up in Istio"): `nft --version`, then
 # `nft --check` of a throw-away table, then one `nft -f` of the whole transaction. Istio starts them
 # from its own Go process; here a shell does, which adds one shell start-up to Istio's side.
 NFT_PROBE = write("nft_probe.nft", 'add table inet test { comment "test" ; }\n')

@@ -29,6 +29,7 @@ extern "C" {
 #include <fmt/format.h>
 
 #include "core/message.h"
+#include "core/restore_text.h"
 #include "system/etc_file.h"
 
 namespace istio_iptables {
@@ -237,7 +238,23 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
   EntryBuilder b(sizeof(Entry));
   Entry header{};
   std::optional<Protocol> protocol;
+  // The entry's header holds one protocol, one source, one destination and one interface each
+  // way: a second of any is refused, as iptables refuses it ("multiple -p flags not allowed").
+  unsigned header_fields_seen = 0;
+  auto once = [&](unsigned bit, const char* option) -> Status {
+    if (header_fields_seen & bit) return Error{fmt::format("more than one {} in one rule", option)};
+    header_fields_seen |= bit;
+    return ok_status();
+  };
   for (const auto& m : rule.matches) {
+    Status single = ok_status();
+    if (auto* p = std::get_if<ProtocolMatch>(&m))
+      single = once(1U, "-p");
+    else if (auto* a = std::get_if<AddressMatch>(&m))
+      single = a->direction == Direction::Source ? once(2U, "-s") : once(4U, "-d");
+    else if (auto* i = std::get_if<InterfaceMatch>(&m))
+      single = i->inbound ? once(8U, "-i") : once(16U, "-o");
+    if (!single) return Error{single.error().message};
     if (auto* p = std::get_if<ProtocolMatch>(&m)) {
       F::set_proto(header, p->protocol == Protocol::Tcp ? IPPROTO_TCP : IPPROTO_UDP);
       if (p->negated) F::ip(header).invflags |= F::kInvProto;
@@ -653,7 +670,14 @@ std::optional<Rule> decode(const std::string& blob) {
 }  // namespace
 
 Result<std::string> encode_entry(Family family, const Rule& rule, GroupResolver& groups) {
-  return family == Family::V4 ? encode<V4>(rule, groups) : encode<V6>(rule, groups);
+  auto blob = family == Family::V4 ? encode<V4>(rule, groups) : encode<V6>(rule, groups);
+  if (!blob) return blob;
+  // Only what reads back: an entry the decoder would not take as this model's rule (a shape
+  // iptables itself refuses, which the text parser let through) is refused before any commit.
+  auto back = family == Family::V4 ? decode<V4>(blob.value()) : decode<V6>(blob.value());
+  if (!back)
+    return Error{fmt::format("the rule {} cannot be written as an entry", quoted_for_message(rule_spec(rule)))};
+  return blob;
 }
 
 std::string entry_identity(Family family, const std::string& blob) {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "core/apply.h"
+#include "explain.h"
 #include "core/message.h"
 #include "core/nft_apply.h"
 #include "core/nft_planner.h"
@@ -28,6 +29,7 @@ namespace {
 struct Parsed {
   std::map<std::string, std::string> command_line;  // long name -> value, only flags given
   std::string log_level = "info";
+  ExplainRequest explain;
 };
 
 // Builds the CLI11 app over `storage` (one string per setting). Every setting is a string so
@@ -53,6 +55,10 @@ void make_app(CLI::App& app, std::map<std::string, std::string>& storage, std::m
   app.add_option("--log_target", log_targets, "accepted for pilot-agent compatibility; logs go to stderr");
   app.add_flag("--log_as_json", "accepted for pilot-agent compatibility; ignored");
   app.add_flag("--log_caller", "accepted for pilot-agent compatibility; ignored");
+  // explain's own flags (refused with any other command, below).
+  app.add_option("--flow", parsed.explain.flows, "explain: a packet, e.g. 'out tcp 10.0.0.1 -> 192.0.2.1:80 uid 0'");
+  app.add_flag("--installed", parsed.explain.installed, "explain: use the rules installed in the namespace");
+  app.add_flag("--json", parsed.explain.json, "explain: one JSON object per flow per line");
 }
 
 // pilot-agent's --log_output_level: "level" or "scope:level,...", the default scope counting.
@@ -299,6 +305,7 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
                    Log& log) {
   const RunOptions& run = settings.run;
   switch (command) {
+  case Command::Explain: return exit_code::kFailure;  // handled before the machine is asked
   case Command::Check:
     return run.native_nftables ? check_nft_tables(settings, platform, out, log)
                                : check_iptables(settings, p, platform, out, log);
@@ -396,7 +403,7 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   if (!args.empty() && args.front() == "istio-iptables") args.erase(args.begin());
   std::optional<Command> named;
   if (!args.empty()) {
-    for (Command c : {Command::Apply, Command::Check, Command::Cleanup})
+    for (Command c : {Command::Apply, Command::Check, Command::Cleanup, Command::Explain})
       if (args.front() == command_name(c)) named = c;
     if (named) args.erase(args.begin());
   }
@@ -465,6 +472,19 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   for (const auto& w : settings.warnings) log.warn(w);
   const Command command = choose_command(named, settings.run, log);
 
+  const bool explain_flags = !parsed.explain.flows.empty() || parsed.explain.installed || parsed.explain.json;
+  if (explain_flags && command != Command::Explain) {
+    log.error("--flow, --installed and --json only go with the explain command");
+    log.line("nothing was changed");
+    return exit_code::kUsage;
+  }
+  if (command == Command::Explain) {
+    // Read-only like check: the installed rules are read through a platform that cannot write.
+    std::optional<RecordingPlatform> recording;
+    if (context.platform != nullptr) recording.emplace(*context.platform);
+    return run_explain(parsed.explain, settings, recording ? &*recording : nullptr, out,
+                       [&log](const std::string& m) { log.error(m); });
+  }
   if (!settings.run.against.empty() && command != Command::Check) {
     log.error("--against only goes with the check command");
     log.line("nothing was changed");

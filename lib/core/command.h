@@ -13,14 +13,16 @@ enum class Command {
   Apply,    ///< make the namespace hold the plan (the default; Istio's istio-iptables)
   Check,    ///< compare what is installed with the plan; never writes
   Cleanup,  ///< remove every rule, chain and route of ours (Istio's --cleanup-only)
+  Explain,  ///< where given packets go through the plan or the installed rules; never writes
 };
 
-/// "apply", "check" or "cleanup".
+/// "apply", "check", "cleanup" or "explain".
 inline const char* command_name(Command c) {
   switch (c) {
   case Command::Apply: return "apply";
   case Command::Check: return "check";
   case Command::Cleanup: return "cleanup";
+  case Command::Explain: return "explain";
   }
   return "apply";
 }

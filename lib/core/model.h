@@ -166,8 +166,21 @@ struct CtTarget {
   std::uint16_t zone;
 };
 
-using Target =
-    std::variant<JumpTarget, VerdictTarget, RedirectTarget, TproxyTarget, MarkTarget, ConnmarkTarget, CtTarget>;
+/// `-j NFLOG --nflog-prefix P --nflog-group G --nflog-size S`: the trace-logging twins of Istio
+/// releases 1.22 to 1.24 (non-terminal). `quoted_prefix` only chooses 1.22/1.23's Go-quoted
+/// spelling in text (`"JumpInbound"`); iptables-restore strips the quotes, so the entry is the same.
+struct NflogTarget {
+  std::string prefix;
+  std::uint16_t group = 0;
+  std::uint32_t size = 0;
+  bool quoted_prefix = false;
+};
+
+/// The longest NFLOG prefix the kernel stores (xt_nflog_info's prefix[64] holds a NUL too).
+inline constexpr std::size_t kMaxNflogPrefix = 63;
+
+using Target = std::variant<JumpTarget, VerdictTarget, RedirectTarget, TproxyTarget, MarkTarget, ConnmarkTarget,
+                            CtTarget, NflogTarget>;
 
 // ---- rules and rulesets -------------------------------------------------------------------------
 

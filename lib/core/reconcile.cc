@@ -506,7 +506,7 @@ bool can_end_walk(const InstalledRule& r) {
   if (!r.rule) return true;
   const Target& t = r.rule->target;
   return !(std::holds_alternative<MarkTarget>(t) || std::holds_alternative<ConnmarkTarget>(t) ||
-           std::holds_alternative<CtTarget>(t));
+           std::holds_alternative<CtTarget>(t) || std::holds_alternative<NflogTarget>(t));
 }
 }  // namespace
 

@@ -78,6 +78,11 @@ struct TargetText {
     return t.restore ? "-j CONNMARK --restore-mark" : "-j CONNMARK --save-mark";
   }
   std::string operator()(const CtTarget& t) const { return fmt::format("-j CT --zone {}", t.zone); }
+  std::string operator()(const NflogTarget& t) const {
+    return fmt::format(t.quoted_prefix ? "-j NFLOG --nflog-prefix \"{}\" --nflog-group {} --nflog-size {}"
+                                       : "-j NFLOG --nflog-prefix {} --nflog-group {} --nflog-size {}",
+                       t.prefix, t.group, t.size);
+  }
 };
 
 }  // namespace

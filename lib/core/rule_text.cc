@@ -53,15 +53,18 @@ std::optional<Prefix> prefix(const std::string& s) {
   return parse_prefix(s);
 }
 
-// A chain name a jump can carry in an entry (at most 28 bytes and a NUL) and that prints safely:
-// printable ASCII without spaces or quotes, not starting like an option.
-bool valid_chain_name(const std::string& name) {
-  if (name.empty() || name.size() > 28 || name[0] == '-' || name[0] == '!') return false;
-  return std::all_of(name.begin(), name.end(), [](char ch) {
+// A word that prints safely in every rendering: printable ASCII without spaces or quotes, not
+// starting like an option.
+bool plain_word(const std::string& word) {
+  if (word.empty() || word[0] == '-' || word[0] == '!') return false;
+  return std::all_of(word.begin(), word.end(), [](char ch) {
     auto c = static_cast<unsigned char>(ch);
     return c > 0x20 && c < 0x7f && c != '"' && c != '\'' && c != '\\';
   });
 }
+
+// A chain name a jump can carry in an entry (at most 28 bytes and a NUL), printing safely.
+bool valid_chain_name(const std::string& name) { return name.size() <= 28 && plain_word(name); }
 
 }  // namespace
 
@@ -237,6 +240,19 @@ std::optional<Rule> parse_rule_spec(const std::string& spec) {
         auto z = v2 ? port(*v2) : std::nullopt;
         if (!z) return std::nullopt;
         r.target = CtTarget{*z};
+      } else if (target == "NFLOG") {
+        // Only the shape Istio writes: a plain prefix (quoted or not, as restore reads it), a
+        // group and a size.
+        auto prefix = take("--nflog-prefix");
+        auto group = take("--nflog-group");
+        auto size = take("--nflog-size");
+        if (!prefix || !group || !size) return std::nullopt;
+        bool quoted = prefix->size() >= 2 && prefix->front() == '"' && prefix->back() == '"';
+        std::string text = quoted ? prefix->substr(1, prefix->size() - 2) : *prefix;
+        auto g = port(*group);
+        auto n = number(*size);
+        if (!g || !n || text.empty() || text.size() > kMaxNflogPrefix || !plain_word(text)) return std::nullopt;
+        r.target = NflogTarget{text, *g, *n, quoted};
       } else if (valid_chain_name(target)) {
         r.target = JumpTarget{target};
       } else {

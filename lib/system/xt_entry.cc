@@ -10,6 +10,7 @@ extern "C" {
 #include <linux/netfilter/xt_CONNMARK.h>
 #include <linux/netfilter/xt_CT.h>
 #include <linux/netfilter/xt_MARK.h>
+#include <linux/netfilter/xt_NFLOG.h>
 #include <linux/netfilter/xt_TPROXY.h>
 #include <linux/netfilter/xt_connmark.h>
 #include <linux/netfilter/xt_conntrack.h>
@@ -380,6 +381,16 @@ Result<std::string> encode(const Rule& rule, GroupResolver& groups) {
       auto& info = b.add_target<xt_ct_target_info_v1>("CT", 2);
       info.zone = t.zone;
     }
+    void operator()(const NflogTarget& t) const {
+      // As libxt_NFLOG 1.8.9 fills it: --nflog-size sets len and the COPY_LEN flag, the
+      // threshold stays 0; a prefix too long to keep its NUL is cut here and refused below,
+      // where the entry no longer reads back as this rule.
+      auto& info = b.add_target<xt_nflog_info>("NFLOG", 0);
+      info.len = t.size;
+      info.group = t.group;
+      info.flags = XT_NFLOG_F_COPY_LEN;
+      std::memcpy(info.prefix, t.prefix.data(), std::min(t.prefix.size(), sizeof info.prefix - 1));
+    }
   };
   std::visit(TargetEncoder{b, std::is_same_v<F, V4> ? Family::V4 : Family::V6}, rule.target);
   auto& bytes = b.bytes();
@@ -661,6 +672,12 @@ std::optional<Rule> decode(const std::string& blob) {
         !all_zero(info->timeout, sizeof info->timeout) || info->ct_events != 0 || info->exp_events != 0)
       return std::nullopt;
     r.target = CtTarget{info->zone};
+  } else if (name == "NFLOG" && rev == 0) {
+    auto info = payload<xt_nflog_info, xt_entry_target>(blob, at, size);
+    if (!info || info->flags != XT_NFLOG_F_COPY_LEN || info->threshold != 0 || info->pad != 0) return std::nullopt;
+    const char* end = std::find(info->prefix, info->prefix + sizeof info->prefix, '\0');
+    if (end == info->prefix || end == info->prefix + sizeof info->prefix) return std::nullopt;
+    r.target = NflogTarget{std::string(static_cast<const char*>(info->prefix), end), info->group, info->len, false};
   } else {
     return std::nullopt;
   }

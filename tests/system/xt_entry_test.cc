@@ -9,6 +9,7 @@ extern "C" {
 #include <libiptc/libip6tc.h>
 }
 #include <arpa/inet.h>
+#include <linux/netfilter/xt_NFLOG.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -195,6 +196,28 @@ TEST_CASE("entry codec: unknown matches, targets and revisions make the entry op
   // A truncated entry is no entry.
   for (std::size_t n = 0; n < header_of<ipt_entry>(blob).next_offset; ++n)
     CHECK_FALSE(decode_entry(Family::V4, blob.substr(0, n)).has_value());
+}
+
+TEST_CASE("entry codec: the NFLOG trace twin is the entry iptables 1.8.9 writes, and reads back") {
+  // The target payload iptables-legacy 1.8.9 stored for "-p tcp -j NFLOG --nflog-prefix
+  // JumpInbound --nflog-group 1337 --nflog-size 20", as libiptc read it back from the kernel
+  // (tests/system/xt_dump): len 20, group 1337, threshold 0, flags COPY_LEN, the prefix.
+  const std::string spec = "-p tcp -j NFLOG --nflog-prefix JumpInbound --nflog-group 1337 --nflog-size 20";
+  const std::string blob = encoded(Family::V4, spec);
+  const std::string payload = blob.substr(target_offset(blob) + XT_ALIGN(sizeof(xt_entry_target)));
+  std::string kernel("\x14\x00\x00\x00\x39\x05\x00\x00\x01\x00\x00\x00JumpInbound", 23);
+  kernel.resize(XT_ALIGN(sizeof(xt_nflog_info)), '\0');  // and the alignment padding
+  CHECK(payload == kernel);
+  auto back = decode_entry(Family::V4, blob);
+  REQUIRE(back);
+  CHECK(rule_spec(*back) == spec);
+  // 1.22/1.23's quoted spelling is the same entry: iptables-restore strips the quotes.
+  CHECK(encoded(Family::V4, "-p tcp -j NFLOG --nflog-prefix \"JumpInbound\" --nflog-group 1337 --nflog-size 20") ==
+        blob);
+  // A threshold or a prefix without its NUL is not a shape we write: opaque.
+  std::string b = blob;
+  b[target_offset(b) + XT_ALIGN(sizeof(xt_entry_target)) + offsetof(xt_nflog_info, threshold)] = 1;
+  CHECK_FALSE(decode_entry(Family::V4, b).has_value());
 }
 
 TEST_CASE("entry codec: an unreadable group file is an error, a missing group is not a failure to read") {

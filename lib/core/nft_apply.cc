@@ -1,10 +1,11 @@
 // Apply, check and cleanup of the native nftables plan: see nft_apply.h for the contract.
 //
 // Everything is decided from one read. The plan is first turned into "what the kernel would
-// hold" (each chain's rules in final order, fingerprinted by the store, so that prefixes with
-// host bits, group names and repeated set elements compare as the kernel stores them), and a
-// table is equal when its chains, in creation order, have the same names, the same base chain
-// specification and the same fingerprints in the same order, with nothing we never create.
+// hold" (each chain's rules in final order), and a table is equal when its chains, in creation
+// order, have the same names, the same base chain specification and the same rule fingerprints
+// in the same order, with nothing we never create. The store fingerprints a planned rule so that
+// prefixes with host bits, group names and repeated set elements compare as the kernel stores
+// them; it is asked only where an installed table of the same name is to be compared.
 //
 // Rules are appended in their final order rather than replayed as Istio's `insert … index K`
 // operations: the result in each chain is the same (chain_rules() plays the inserts out), no
@@ -26,30 +27,47 @@ namespace {
 struct WantedChain {
   const Chain* chain;
   std::vector<Rule> rules;
-  std::vector<std::string> fingerprints;
+  std::vector<std::string> fingerprints;  ///< filled by fingerprint_table(), when there is something to compare
 };
 
 struct WantedTable {
   const Table* table;
   std::vector<WantedChain> chains;
+  bool fingerprinted = false;
 };
 
-Result<std::vector<WantedTable>> wanted_tables(NftStore& store, const Ruleset& plan) {
+std::vector<WantedTable> wanted_tables(const Ruleset& plan) {
   std::vector<WantedTable> out;
   for (const auto& table : plan.tables) {
-    WantedTable wt{&table, {}};
-    for (const auto& chain : table.chains) {
-      WantedChain wc{&chain, chain_rules(table, chain.name), {}};
-      for (const auto& rule : wc.rules) {
-        auto fp = store.fingerprint(table.name, rule);
-        if (!fp) return fp.error();
-        wc.fingerprints.push_back(std::move(fp).value());
-      }
-      wt.chains.push_back(std::move(wc));
-    }
+    WantedTable wt{&table, {}, false};
+    for (const auto& chain : table.chains) wt.chains.push_back(WantedChain{&chain, chain_rules(table, chain.name), {}});
     out.push_back(std::move(wt));
   }
   return out;
+}
+
+// Fingerprints are only needed to compare with an installed table of the same name: a fresh
+// namespace (the init container's case) never asks for them, and the batch encodes each rule
+// once. A rule the store cannot express then fails while the batch is built, before it is sent.
+Status fingerprint_table(NftStore& store, WantedTable& want) {
+  if (want.fingerprinted) return ok_status();
+  for (auto& wc : want.chains) {
+    wc.fingerprints.clear();
+    for (const auto& rule : wc.rules) {
+      auto fp = store.fingerprint(want.table->name, rule);
+      if (!fp) return fp.error();
+      wc.fingerprints.push_back(std::move(fp).value());
+    }
+  }
+  want.fingerprinted = true;
+  return ok_status();
+}
+
+Result<std::vector<WantedTable>> fingerprinted_tables(NftStore& store, const Ruleset& plan) {
+  auto wanted = wanted_tables(plan);
+  for (auto& want : wanted)
+    if (auto done = fingerprint_table(store, want); !done) return done.error();
+  return wanted;
 }
 
 std::string chain_spec(const std::optional<BaseChain>& base) {
@@ -85,7 +103,7 @@ void declare_table(const WantedTable& want, std::vector<Operation>& ops) {
       ops.push_back(Operation{Operation::Kind::AddRule, want.table->name, Chain{wc.chain->name, std::nullopt}, rule});
 }
 
-Result<Transaction> transaction_for(const std::vector<WantedTable>& wanted, const InstalledState& installed,
+Result<Transaction> transaction_for(NftStore& store, std::vector<WantedTable>& wanted, const InstalledState& installed,
                                     NftOutcome* outcome) {
   Transaction tx;
   tx.generation = installed.generation;
@@ -98,9 +116,12 @@ Result<Transaction> transaction_for(const std::vector<WantedTable>& wanted, cons
     tx.operations.push_back(table_op(Operation::Kind::DeleteTable, have.name));
     if (outcome) outcome->deleted.push_back(have.name);
   }
-  for (const auto& want : wanted) {
+  for (auto& want : wanted) {
     const InstalledTable* have = installed.find(want.table->name);
-    if (have && table_equal(*have, want)) continue;
+    if (have) {
+      if (auto done = fingerprint_table(store, want); !done) return done.error();
+      if (table_equal(*have, want)) continue;
+    }
     // A table that differs is deleted and declared again in the same batch: unlike a flush,
     // this also drops chains the plan no longer has and base chains of another type.
     if (have) tx.operations.push_back(table_op(Operation::Kind::DeleteTable, want.table->name));
@@ -188,22 +209,20 @@ bool is_our_table(const std::string& name) {
 }
 
 Result<Transaction> plan_transaction(NftStore& store, const InstalledState& installed, const Ruleset& plan) {
-  auto wanted = wanted_tables(store, plan);
-  if (!wanted) return wanted.error();
-  return transaction_for(wanted.value(), installed, nullptr);
+  auto wanted = wanted_tables(plan);
+  return transaction_for(store, wanted, installed, nullptr);
 }
 
 Result<NftOutcome> apply_nft(NftStore& store, const Ruleset& plan) {
-  // Fingerprints depend only on the plan (and on /etc/group, read once): compute them once, so a
-  // rule we cannot express stops the run before anything is read or written.
-  auto wanted = wanted_tables(store, plan);
-  if (!wanted) return wanted.error();
+  // Fingerprints depend only on the plan (and on /etc/group, read once): each table's are
+  // computed at most once, across retries, and only when an installed table needs comparing.
+  auto wanted = wanted_tables(plan);
   NftOutcome outcome;
   while (outcome.attempts < kMaxAttempts) {
     auto installed = store.read();
     if (!installed) return installed.error();
     NftOutcome attempt;
-    auto tx = transaction_for(wanted.value(), installed.value(), &attempt);
+    auto tx = transaction_for(store, wanted, installed.value(), &attempt);
     if (!tx) return tx.error();
     if (tx.value().operations.empty()) {
       outcome.written.clear();
@@ -252,7 +271,7 @@ Result<NftOutcome> cleanup_nft(NftStore& store) {
 }
 
 Result<std::vector<std::string>> check_nft(NftStore& store, const Ruleset& plan) {
-  auto wanted = wanted_tables(store, plan);
+  auto wanted = fingerprinted_tables(store, plan);
   if (!wanted) return wanted.error();
   auto installed = store.read();
   if (!installed) return installed.error();

@@ -650,21 +650,7 @@ Result<std::string> NetlinkStore::fingerprint(const std::string& table, const Ru
   std::vector<AnonymousSet> sets;
   std::uint32_t next_id = 1;
   std::function<Result<std::uint32_t>(const OwnerId&, bool)> resolve = [this](const OwnerId& id, bool group) {
-    if (id.number) return Result<std::uint32_t>(*id.number);
-    const std::string k = (group ? "g:" : "u:") + id.name;
-    if (auto f = names_.find(k); f != names_.end()) return Result<std::uint32_t>(f->second);
-    std::uint32_t value = 0;
-    if (group) {
-      const struct group* g = getgrnam(id.name.c_str());
-      if (!g) return Result<std::uint32_t>(Error{"cannot resolve group \"" + id.name + "\": no such group"});
-      value = g->gr_gid;
-    } else {
-      const struct passwd* p = getpwnam(id.name.c_str());
-      if (!p) return Result<std::uint32_t>(Error{"cannot resolve user \"" + id.name + "\": no such user"});
-      value = p->pw_uid;
-    }
-    names_[k] = value;
-    return Result<std::uint32_t>(value);
+    return resolve_owner(id, group);
   };
   Encoder enc(r.get(), sets, next_id, resolve);
   for (const auto& s : rule.statements)
@@ -680,6 +666,24 @@ Result<std::string> NetlinkStore::fingerprint(const std::string& table, const Ru
         }
     return elements_key(elems);
   });
+}
+
+Result<std::uint32_t> NetlinkStore::resolve_owner(const OwnerId& id, bool group) {
+  if (id.number) return *id.number;
+  const std::string k = (group ? "g:" : "u:") + id.name;
+  if (auto f = names_.find(k); f != names_.end()) return f->second;
+  std::uint32_t value = 0;
+  if (group) {
+    const struct group* g = getgrnam(id.name.c_str());
+    if (!g) return Error{"cannot resolve group \"" + id.name + "\": no such group"};
+    value = g->gr_gid;
+  } else {
+    const struct passwd* p = getpwnam(id.name.c_str());
+    if (!p) return Error{"cannot resolve user \"" + id.name + "\": no such user"};
+    value = p->pw_uid;
+  }
+  names_[k] = value;
+  return value;
 }
 
 Result<InstalledState> NetlinkStore::read() {
@@ -923,12 +927,7 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
       nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, op.chain.name.c_str());
       std::vector<AnonymousSet> sets;
       std::function<Result<std::uint32_t>(const OwnerId&, bool)> resolve = [this](const OwnerId& id, bool group) {
-        if (id.number) return Result<std::uint32_t>(*id.number);
-        auto f = names_.find((group ? "g:" : "u:") + id.name);
-        if (f == names_.end())
-          return Result<std::uint32_t>(
-              Error{"cannot resolve " + std::string(group ? "group" : "user") + " \"" + id.name + "\""});
-        return Result<std::uint32_t>(f->second);
+        return resolve_owner(id, group);
       };
       Encoder enc(r.get(), sets, next_set_id, resolve);
       for (const auto& s : op.rule.statements)

@@ -31,6 +31,8 @@ class NetlinkStore : public NftStore {
  private:
   explicit NetlinkStore(mnl_socket* socket);
   Result<InstalledState> read_once(bool* consistent);
+  /// A user or group name as nft resolves it when it parses a script (getpwnam/getgrnam), once.
+  Result<std::uint32_t> resolve_owner(const OwnerId& id, bool group);
 
   mnl_socket* socket_;
   std::uint32_t seq_;

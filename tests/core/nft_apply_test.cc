@@ -142,15 +142,36 @@ TEST_CASE("nft apply: a ruleset that never stops changing is an error after a bo
   CHECK(store.state.tables.empty());
 }
 
-TEST_CASE("nft apply: a rule the store cannot express stops the run before any commit", "[nft_apply]") {
+TEST_CASE("nft apply: a rule the store cannot encode fails the run and leaves the tables as they were", "[nft_apply]") {
+  // The netlink store builds the whole batch before it sends anything: a rule it cannot encode
+  // (a group name with no entry) makes commit fail with nothing sent.
   struct Refusing : MemoryNftStore {
-    Result<std::string> fingerprint(const std::string&, const Rule&) override {
-      return Error{"cannot resolve group java: no such group"};
+    Result<CommitOutcome> commit(const Transaction&) override {
+      return Error{"cannot resolve group \"java\": no such group"};
     }
   } store;
+  const auto before = store.state.tables.size();
   auto outcome = apply_nft(store, plan_nft(testing::injected_sidecar()));
   REQUIRE_FALSE(outcome.ok());
-  CHECK(store.commits.empty());
+  CHECK(outcome.error().message.find("no such group") != std::string::npos);
+  CHECK(store.state.tables.size() == before);
+}
+
+TEST_CASE("nft apply: a fresh namespace needs no fingerprints, a table in place is compared by them", "[nft_apply]") {
+  struct Counting : MemoryNftStore {
+    int asked = 0;
+    Result<std::string> fingerprint(const std::string& table, const Rule& rule) override {
+      ++asked;
+      return MemoryNftStore::fingerprint(table, rule);
+    }
+  } store;
+  const Ruleset plan = plan_nft(testing::injected_sidecar());
+  REQUIRE(apply_nft(store, plan).ok());
+  CHECK(store.asked == 0);
+  auto again = apply_nft(store, plan);
+  REQUIRE(again.ok());
+  CHECK_FALSE(again.value().committed);
+  CHECK(store.asked > 0);
 }
 
 TEST_CASE("nft check: a deleted, an extra and a moved rule are named in nft's words", "[nft_apply]") {

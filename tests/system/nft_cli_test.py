@@ -466,4 +466,22 @@ def a_native_apply_installs_the_policy_routing_istio_does():
         assert s["routing2"].out == want, f"{name}: after a re-apply\n{s['routing2'].out}"
 
 
+# 10 ---------------------------------------------------------------------------------------------
+@test
+def a_group_name_without_an_entry_fails_the_apply_and_changes_nothing():
+    # The batch is encoded whole before it is sent: the name is resolved while it is built, in a
+    # fresh namespace (where nothing else needs encoding first) and over tables in place.
+    args, env = scenario("istio-outbound-owner-groups")
+    bad = dict(env, ISTIO_OUTBOUND_OWNER_GROUPS="no-such-group-4711")
+    bad_cli = f"{env_prefix(bad)} {tool(args, '--native-nftables')}"
+    everything = f"nft -a list ruleset; {ROUTING_STATE}"
+    s = steps(("fresh", bad_cli), ("empty", everything),
+              ("apply", cli(TPROXY)), ("before", everything), ("over", bad_cli), ("after", everything))
+    for k in ["fresh", "over"]:
+        assert s[k].rc == 1 and "no-such-group-4711" in s[k].err, f"{k}: {s[k]}"
+    assert s["empty"].out.strip() == "" or "istio-proxy" not in s["empty"].out, s["empty"].out
+    assert s["apply"].rc == 0, s["apply"]
+    assert s["after"].out == s["before"].out, f"{s['before'].out}\n--- after the refused apply\n{s['after'].out}"
+
+
 sys.exit(harness.finish())

@@ -9,8 +9,8 @@
 // its length is a multiple of eight and otherwise the whole address through a bitwise mask; an
 // anonymous port set is a NEWSET (flags anonymous|constant, key inet_service) plus NEWSETELEM in
 // the same batch, referenced by the lookup through its batch id; negated ct state is a plain
-// `cmp neq`, a positive one a mask test. Group and user names are resolved here, as nft resolves
-// them when it parses the script.
+// `cmp neq`, a positive one a mask test. Group and user names are resolved here, where nft
+// resolves them when it parses the script, but from /etc/group and /etc/passwd read directly.
 //
 // Reading. Tables, chains, rules and sets of family inet are dumped between two GETGEN
 // requests; if the generation moved, the view may be torn and is read again. A rule's
@@ -27,12 +27,10 @@
 #include "system/nft_netlink_store.h"
 
 #include <arpa/inet.h>
-#include <grp.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +53,7 @@
 #include <vector>
 
 #include "core/nft_script.h"
+#include "system/host_facts.h"
 
 namespace istio_iptables::nft {
 namespace {
@@ -672,18 +671,15 @@ Result<std::uint32_t> NetlinkStore::resolve_owner(const OwnerId& id, bool group)
   if (id.number) return *id.number;
   const std::string k = (group ? "g:" : "u:") + id.name;
   if (auto f = names_.find(k); f != names_.end()) return f->second;
-  std::uint32_t value = 0;
-  if (group) {
-    const struct group* g = getgrnam(id.name.c_str());
-    if (!g) return Error{"cannot resolve group \"" + id.name + "\": no such group"};
-    value = g->gr_gid;
-  } else {
-    const struct passwd* p = getpwnam(id.name.c_str());
-    if (!p) return Error{"cannot resolve user \"" + id.name + "\": no such user"};
-    value = p->pw_uid;
-  }
-  names_[k] = value;
-  return value;
+  // The files themselves, never NSS (no name-service lookup from an init container or a CNI
+  // plugin): the same readers as the iptables modes use.
+  auto found = group ? groups_.lookup(id.name) : HostFacts().user_id(id.name);
+  if (!found) return Error{found.error().message};
+  if (!found.value())
+    return Error{"cannot resolve " + std::string(group ? "group" : "user") + " \"" + id.name + "\": no such " +
+                 (group ? "group" : "user")};
+  names_[k] = *found.value();
+  return *found.value();
 }
 
 Result<InstalledState> NetlinkStore::read() {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/nft_store.h"
+#include "system/xt_entry.h"
 
 struct mnl_socket;
 
@@ -31,11 +32,12 @@ class NetlinkStore : public NftStore {
  private:
   explicit NetlinkStore(mnl_socket* socket);
   Result<InstalledState> read_once(bool* consistent);
-  /// A user or group name as nft resolves it when it parses a script (getpwnam/getgrnam), once.
+  /// A user or group name, from /etc/passwd or /etc/group read directly (never NSS), once.
   Result<std::uint32_t> resolve_owner(const OwnerId& id, bool group);
 
   mnl_socket* socket_;
   std::uint32_t seq_;
+  EtcGroupResolver groups_;
   std::map<std::string, std::uint32_t> names_;  // resolved user and group names ("g:java", "u:app")
 };
 

@@ -17,11 +17,18 @@
 
 namespace istio_iptables {
 
-/// Which Istio release's rule layout to produce.
+/// Which Istio release's rule layout to produce (docs/releases.md maps releases to layouts).
 enum class Layout {
   Current,  ///< Istio 1.25 and later (ISTIO_OUTPUT_DNS, one protocol-agnostic OUTPUT jump).
-  V1_24,    ///< Istio 1.23 and 1.24 (the reference listing: TCP and UDP OUTPUT jumps, UDP DNS last).
+  V1_24,    ///< Istio 1.24 (the reference listing: TCP and UDP OUTPUT jumps, UDP DNS last).
+  V1_23,    ///< Istio 1.23: 1.24's, but --drop-invalid drops in mangle PREROUTING itself and
+            ///< the trace-logging NFLOG prefixes are Go-quoted in the restore text.
+  V1_22,    ///< Istio 1.22: 1.23's, but the UDP DNS rules sit in nat and raw OUTPUT themselves
+            ///< and CIDR includes end ISTIO_OUTPUT with "-j RETURN".
 };
+
+/// True for the layouts of 1.22 to 1.24 (TCP-only OUTPUT jump, UDP DNS after everything else).
+inline bool is_pre_1_25(Layout layout) { return layout != Layout::Current; }
 
 enum class InterceptionMode { Redirect, Tproxy };
 
@@ -68,6 +75,7 @@ struct Config {
   bool redirect_dns = false;     ///< --redirect-dns
   bool capture_all_dns = false;  ///< --capture-all-dns
   bool drop_invalid = false;     ///< --drop-invalid
+  bool trace_logging = false;    ///< --iptables-trace-logging: NFLOG twins (1.22-1.24 layouts only)
   OwnerGroups owner_groups;
 
   Prefix ipv4_loopback_cidr{Address{Family::V4, {127, 0, 0, 1}}, 32};  ///< ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR

@@ -16,9 +16,19 @@
 // four places, each marked "1.24:" below: the TCP-only and UDP OUTPUT jumps, TCP-only -o
 // exemptions, the TCP DNS redirect inline in ISTIO_OUTPUT with the UDP DNS rules appended after
 // everything else, and DNS capture staying on (multiport variants, UDP RETURNs) even when no
-// nameserver is known.
+// nameserver is known. 1.23 differs from 1.24 only in --drop-invalid (a DROP in mangle
+// PREROUTING itself) and in how the trace twins spell their prefix; 1.22 differs from 1.23 in
+// where the UDP DNS rules sit (nat and raw OUTPUT themselves) and in a final RETURN after CIDR
+// includes. docs/releases.md lists every difference with its source.
+//
+// Trace logging (1.22-1.24). Istio tags some rules with a command identifier; with
+// --iptables-trace-logging each tagged rule gets an NFLOG twin with the same matches, appended
+// just before it or inserted just after it at the same position (so it lands in front). The
+// tags are the last argument of the builder calls below.
 #include "core/planner.h"
 
+#include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "core/constants.h"
@@ -60,9 +70,31 @@ Prefix v6_prefix(std::uint8_t last, unsigned len) {
 
 // ---- the builder: Istio's AppendRule / InsertRule / AppendVersionedRule ------------------------
 
+// Istio's command identifiers (tools/istio-iptables/pkg/log/command.go): with
+// --iptables-trace-logging (1.22-1.24), every rule tagged with one gets an NFLOG twin carrying
+// the identifier as its prefix. Untagged rules (nullptr) get none.
+namespace trace {
+constexpr const char* kJumpInbound = "JumpInbound";
+constexpr const char* kJumpOutbound = "JumpOutbound";
+constexpr const char* kExcludeInboundPort = "ExcludeInboundPort";
+constexpr const char* kIncludeInboundPort = "IncludeInboundPort";
+constexpr const char* kInboundCapture = "InboundCapture";
+constexpr const char* kKubevirt = "KubevirtCommand";
+constexpr const char* kExcludeInterface = "ExcludeInterfaceCommand";
+constexpr std::uint16_t kGroup = 1337;  // "a random constant to be matched on the log reader side"
+constexpr std::uint32_t kSize = 20;     // enough for the IPv4 header
+}  // namespace trace
+
+/// How the trace twins are written: not at all, or with the prefix bare (1.24) or Go-quoted in
+/// the text (1.22/1.23; iptables-restore strips the quotes, so the kernel holds the same prefix).
+struct TraceLogging {
+  bool enabled = false;
+  bool quoted = false;
+};
+
 class Builder {
  public:
-  Builder(bool ipv6, std::size_t expected_rules) : ipv6_(ipv6) {
+  Builder(bool ipv6, std::size_t expected_rules, TraceLogging trace) : ipv6_(ipv6), trace_(trace) {
     v4_.family = Family::V4;
     v6_.family = Family::V6;
     // Plans with thousands of excluded CIDRs or ports: grow once, not by doubling and moving.
@@ -70,24 +102,25 @@ class Builder {
     if (ipv6_) v6_.ops.reserve(expected_rules);
   }
 
-  /// Appends to both families.
-  void append(Table t, const std::string& chain, std::vector<Match> m, Target target) {
+  /// Appends to both families. `tag`: Istio's command identifier, for the trace twin.
+  void append(Table t, const std::string& chain, std::vector<Match> m, Target target, const char* tag = nullptr) {
     Rule r{std::move(m), std::move(target)};
-    append_to(v4_, t, chain, r);
-    if (ipv6_) append_to(v6_, t, chain, r);
+    append_to(v4_, t, chain, r, tag);
+    if (ipv6_) append_to(v6_, t, chain, r, tag);
   }
-  void append_v4(Table t, const std::string& chain, std::vector<Match> m, Target target) {
-    append_to(v4_, t, chain, Rule{std::move(m), std::move(target)});
+  void append_v4(Table t, const std::string& chain, std::vector<Match> m, Target target, const char* tag = nullptr) {
+    append_to(v4_, t, chain, Rule{std::move(m), std::move(target)}, tag);
   }
-  void append_v6(Table t, const std::string& chain, std::vector<Match> m, Target target) {
-    if (ipv6_) append_to(v6_, t, chain, Rule{std::move(m), std::move(target)});
+  void append_v6(Table t, const std::string& chain, std::vector<Match> m, Target target, const char* tag = nullptr) {
+    if (ipv6_) append_to(v6_, t, chain, Rule{std::move(m), std::move(target)}, tag);
   }
   /// Appends to one family's list.
-  void append_family(Family f, Table t, const std::string& chain, std::vector<Match> m, Target target) {
+  void append_family(Family f, Table t, const std::string& chain, std::vector<Match> m, Target target,
+                     const char* tag = nullptr) {
     if (f == Family::V4)
-      append_v4(t, chain, std::move(m), std::move(target));
+      append_v4(t, chain, std::move(m), std::move(target), tag);
     else
-      append_v6(t, chain, std::move(m), std::move(target));
+      append_v6(t, chain, std::move(m), std::move(target), tag);
   }
   /// Istio's AppendVersionedRule: the same rule for each family with that family's value.
   template <typename Make>
@@ -95,16 +128,18 @@ class Builder {
     append_v4(t, chain, make(Family::V4), target);
     append_v6(t, chain, make(Family::V6), target);
   }
-  void insert(Table t, const std::string& chain, unsigned pos, std::vector<Match> m, Target target) {
+  void insert(Table t, const std::string& chain, unsigned pos, std::vector<Match> m, Target target,
+              const char* tag = nullptr) {
     Rule r{std::move(m), std::move(target)};
-    v4_.ops.push_back(RuleOp{t, chain, pos, r});
-    if (ipv6_) v6_.ops.push_back(RuleOp{t, chain, pos, r});
+    insert_to(v4_, t, chain, pos, r, tag);
+    if (ipv6_) insert_to(v6_, t, chain, pos, r, tag);
   }
-  void insert_family(Family f, Table t, const std::string& chain, unsigned pos, std::vector<Match> m, Target target) {
+  void insert_family(Family f, Table t, const std::string& chain, unsigned pos, std::vector<Match> m, Target target,
+                     const char* tag = nullptr) {
     if (f == Family::V4)
-      v4_.ops.push_back(RuleOp{t, chain, pos, Rule{std::move(m), std::move(target)}});
+      insert_to(v4_, t, chain, pos, Rule{std::move(m), std::move(target)}, tag);
     else if (ipv6_)
-      v6_.ops.push_back(RuleOp{t, chain, pos, Rule{std::move(m), std::move(target)}});
+      insert_to(v6_, t, chain, pos, Rule{std::move(m), std::move(target)}, tag);
   }
 
   Plan finish(bool dns_active) && {
@@ -116,32 +151,56 @@ class Builder {
   }
 
  private:
-  static void append_to(Ruleset& rs, Table t, const std::string& chain, const Rule& r) {
+  // The twin keeps the rule's matches and logs instead (builder/iptables_builder_impl.go).
+  std::optional<Rule> twin(const Rule& r, const char* tag) const {
+    if (!trace_.enabled || tag == nullptr) return std::nullopt;
+    return Rule{r.matches, NflogTarget{tag, trace::kGroup, trace::kSize, trace_.quoted}};
+  }
+  // Appends: the twin goes immediately before the rule.
+  void append_to(Ruleset& rs, Table t, const std::string& chain, const Rule& r, const char* tag) const {
+    if (auto tw = twin(r, tag)) rs.ops.push_back(RuleOp{t, chain, std::nullopt, std::move(*tw)});
     rs.ops.push_back(RuleOp{t, chain, std::nullopt, r});
+  }
+  // Inserts: the twin is inserted at the same position after the rule, so it lands in front.
+  void insert_to(Ruleset& rs, Table t, const std::string& chain, unsigned pos, const Rule& r, const char* tag) const {
+    rs.ops.push_back(RuleOp{t, chain, pos, r});
+    if (auto tw = twin(r, tag)) rs.ops.push_back(RuleOp{t, chain, pos, std::move(*tw)});
   }
 
   bool ipv6_;
+  TraceLogging trace_;
   Ruleset v4_, v6_;
 };
 
 // ---- the algorithm ---------------------------------------------------------------------------
 
-// An upper bound of one family's rule count, to size the lists once.
+// The trace twins exist in 1.22-1.24 only: 1.25 still accepts the flag but generates none.
+TraceLogging trace_logging(const Config& c) {
+  TraceLogging t;
+  t.enabled = c.trace_logging && is_pre_1_25(c.layout);
+  t.quoted = c.layout == Layout::V1_22 || c.layout == Layout::V1_23;
+  return t;
+}
+
+// An upper bound of one family's rule count, to size the lists once (trace twins at most
+// double it).
 std::size_t expected_rules(const Config& c) {
   const std::size_t nics = c.kube_virt_interfaces.size();
-  return 64 + 4 * c.exclude_interfaces.size() + nics + c.outbound_exclude.size() + 2 * c.outbound_ports_exclude.size() +
-         c.outbound_ports_include.size() + (1 + nics) * (c.outbound_include.prefixes.size() + 1) +
-         3 * (c.inbound_ports.ports.size() + c.inbound_ports_exclude.size()) +
-         8 * (c.proxy_uids.size() + c.proxy_gids.size()) + 2 * (c.owner_groups.exclude.size() + 1) +
-         6 * (c.dns_servers_v4.size() + c.dns_servers_v6.size());
+  return (c.trace_logging ? 2 : 1) *
+         (64 + 4 * c.exclude_interfaces.size() + nics + c.outbound_exclude.size() +
+          2 * c.outbound_ports_exclude.size() + c.outbound_ports_include.size() +
+          (1 + nics) * (c.outbound_include.prefixes.size() + 1) +
+          3 * (c.inbound_ports.ports.size() + c.inbound_ports_exclude.size()) +
+          8 * (c.proxy_uids.size() + c.proxy_gids.size()) + 2 * (c.owner_groups.exclude.size() + 1) +
+          6 * (c.dns_servers_v4.size() + c.dns_servers_v6.size()));
 }
 
 class Planner {
  public:
-  explicit Planner(const Config& c) : c_(c), b_(c.enable_ipv6, expected_rules(c)) {}
+  explicit Planner(const Config& c) : c_(c), b_(c.enable_ipv6, expected_rules(c), trace_logging(c)) {}
 
   Plan run() && {
-    const bool legacy = c_.layout == Layout::V1_24;
+    const bool legacy = is_pre_1_25(c_.layout);
     // P3: with nothing to redirect DNS to, the current layout drops DNS capture entirely (and with
     // it the multiport/!53 variants below); 1.24 kept every DNS rule that needs no server.
     redirect_dns_ = c_.redirect_dns;
@@ -188,7 +247,7 @@ class Planner {
       b_.append(Table::Nat, chains::kOutput, {tcp(), dport(Protocol::Tcp, port)}, jump(chains::kRedirect));
     outbound_includes(Family::V4);  // R18
     outbound_includes(Family::V6);
-    if (legacy && redirect_dns_) dns_udp_1_24();             // 1.24: UDP DNS rules come after everything else
+    if (legacy && redirect_dns_) dns_udp_1_24();             // 1.22-1.24: UDP DNS rules come after everything else
     if (c_.mode == InterceptionMode::Tproxy) tproxy_tail();  // R19
     return std::move(b_).finish(redirect_dns_);
   }
@@ -201,26 +260,32 @@ class Planner {
   // (at position 1) end up before them in PREROUTING.
   void exclude_interfaces() {
     for (const auto& nic : c_.exclude_interfaces) {
-      b_.append(Table::Nat, "PREROUTING", {in_iface(nic)}, ret());
-      b_.append(Table::Nat, "OUTPUT", {out_iface(nic)}, ret());
+      b_.append(Table::Nat, "PREROUTING", {in_iface(nic)}, ret(), trace::kExcludeInterface);
+      b_.append(Table::Nat, "OUTPUT", {out_iface(nic)}, ret(), trace::kExcludeInterface);
     }
     if (tproxy())
       for (const auto& nic : c_.exclude_interfaces) {
-        b_.append(Table::Mangle, "PREROUTING", {in_iface(nic)}, ret());
-        b_.append(Table::Mangle, "OUTPUT", {out_iface(nic)}, ret());
+        b_.append(Table::Mangle, "PREROUTING", {in_iface(nic)}, ret(), trace::kExcludeInterface);
+        b_.append(Table::Mangle, "OUTPUT", {out_iface(nic)}, ret(), trace::kExcludeInterface);
       }
   }
 
   // R2: inbound traffic from a kube-virt interface is not captured as inbound. Inserted at 1, so
   // the last one listed ends up first.
   void kube_virt_returns() {
-    for (const auto& nic : c_.kube_virt_interfaces) b_.insert(Table::Nat, "PREROUTING", 1, {in_iface(nic)}, ret());
+    for (const auto& nic : c_.kube_virt_interfaces)
+      b_.insert(Table::Nat, "PREROUTING", 1, {in_iface(nic)}, ret(), trace::kKubevirt);
   }
 
   // R3: drop out-of-window packets instead of letting them reset connections (ISTIO_DROP since
-  // 1.24, so that no non-jump rule of ours sits in a built-in chain).
+  // 1.24, so that no non-jump rule of ours sits in a built-in chain; 1.22/1.23 dropped in
+  // PREROUTING itself).
   void drop_invalid() {
     if (!c_.drop_invalid) return;
+    if (c_.layout == Layout::V1_22 || c_.layout == Layout::V1_23) {
+      b_.append(Table::Mangle, "PREROUTING", {ctstate({ConntrackState::Invalid})}, VerdictTarget{Verdict::Drop});
+      return;
+    }
     b_.append(Table::Mangle, "PREROUTING", {ctstate({ConntrackState::Invalid})}, jump(chains::kDrop));
     b_.append(Table::Mangle, chains::kDrop, {}, VerdictTarget{Verdict::Drop});
   }
@@ -229,7 +294,8 @@ class Planner {
   void fixed_chains() {
     b_.append(Table::Nat, chains::kInbound, {tcp(), dport(Protocol::Tcp, c_.inbound_tunnel_port)}, ret());
     b_.append(Table::Nat, chains::kRedirect, {tcp()}, RedirectTarget{c_.proxy_port, false});
-    b_.append(Table::Nat, chains::kInRedirect, {tcp()}, RedirectTarget{c_.inbound_capture_port, false});
+    b_.append(Table::Nat, chains::kInRedirect, {tcp()}, RedirectTarget{c_.inbound_capture_port, false},
+              trace::kInboundCapture);
   }
 
   // R7: inbound capture, in nat (REDIRECT) or mangle (TPROXY); only when -b names ports.
@@ -248,11 +314,11 @@ class Planner {
           TproxyTarget{c_.inbound_capture_port, c_.tproxy_mark, 0xffffffffU});
       table = Table::Mangle;
     }
-    b_.append(table, "PREROUTING", {tcp()}, jump(chains::kInbound));
+    b_.append(table, "PREROUTING", {tcp()}, jump(chains::kInbound), trace::kJumpInbound);
     const std::vector<ConntrackState> established = {ConntrackState::Related, ConntrackState::Established};
     if (c_.inbound_ports.wildcard) {
       for (auto port : c_.inbound_ports_exclude)
-        b_.append(table, chains::kInbound, {tcp(), dport(Protocol::Tcp, port)}, ret());
+        b_.append(table, chains::kInbound, {tcp(), dport(Protocol::Tcp, port)}, ret(), trace::kExcludeInboundPort);
       if (tproxy()) {
         // Packets of established connections go straight to the socket; new ones to TPROXY.
         b_.append(Table::Mangle, chains::kInbound, {tcp(), ctstate(established)}, jump(chains::kDivert));
@@ -265,18 +331,20 @@ class Planner {
     for (auto port : c_.inbound_ports.ports) {
       if (tproxy()) {
         b_.append(Table::Mangle, chains::kInbound, {tcp(), dport(Protocol::Tcp, port), ctstate(established)},
-                  jump(chains::kDivert));
-        b_.append(Table::Mangle, chains::kInbound, {tcp(), dport(Protocol::Tcp, port)}, jump(chains::kTproxy));
+                  jump(chains::kDivert), trace::kIncludeInboundPort);
+        b_.append(Table::Mangle, chains::kInbound, {tcp(), dport(Protocol::Tcp, port)}, jump(chains::kTproxy),
+                  trace::kIncludeInboundPort);
       } else {
-        b_.append(Table::Nat, chains::kInbound, {tcp(), dport(Protocol::Tcp, port)}, jump(chains::kInRedirect));
+        b_.append(Table::Nat, chains::kInbound, {tcp(), dport(Protocol::Tcp, port)}, jump(chains::kInRedirect),
+                  trace::kIncludeInboundPort);
       }
     }
   }
 
-  // R8: all outbound traffic enters ISTIO_OUTPUT (1.24: TCP only here; UDP joins with DNS).
+  // R8: all outbound traffic enters ISTIO_OUTPUT (1.22-1.24: TCP only here; UDP joins with DNS).
   void output_jump(bool legacy) {
     if (legacy)
-      b_.append(Table::Nat, "OUTPUT", {tcp()}, jump(chains::kOutput));
+      b_.append(Table::Nat, "OUTPUT", {tcp()}, jump(chains::kOutput), trace::kJumpOutbound);
     else
       b_.append(Table::Nat, "OUTPUT", {}, jump(chains::kOutput));
   }
@@ -325,20 +393,21 @@ class Planner {
 
   // R13: owner groups. Include "*": each excluded group returns. Otherwise one rule returns
   // every packet whose group is none of the included ones (an empty include list returns all).
-  // `prefix` carries 1.24's "-p udp --dport 53" for the UDP DNS copy of this filter.
-  void owner_groups(const std::vector<Match>& prefix) {
+  // `prefix` carries 1.22-1.24's "-p udp --dport 53" for the UDP DNS copy of this filter, and
+  // `chain` 1.22's nat OUTPUT for it.
+  void owner_groups(const std::vector<Match>& prefix, const char* chain = chains::kOutput) {
     const auto& g = c_.owner_groups;
     if (g.include_all) {
       for (const auto& id : g.exclude) {
         auto m = prefix;
         m.push_back(gid_owner(id));
-        b_.append(Table::Nat, chains::kOutput, std::move(m), ret());
+        b_.append(Table::Nat, chain, std::move(m), ret());
       }
       return;
     }
     auto m = prefix;
     for (const auto& id : g.include) m.push_back(gid_owner(id, true));
-    b_.append(Table::Nat, chains::kOutput, std::move(m), ret());
+    b_.append(Table::Nat, chain, std::move(m), ret());
   }
 
   // R14, current layout (SetupDNSRedir + addDNSConntrackZones). DNS to the nameservers (or any
@@ -416,28 +485,32 @@ class Planner {
       b_.append_v6(Table::Nat, chains::kOutput, {tcp(), dport(Protocol::Tcp, ports::kDns), dst(host_prefix(s))}, to);
   }
 
-  // 1.24 layout, UDP part, appended after the outbound includes: UDP enters ISTIO_OUTPUT through
-  // its own OUTPUT jump, falls through every TCP-only rule, and meets the proxy's and the owner
-  // groups' DNS returns, then the redirect. Raw OUTPUT gets a UDP jump to ISTIO_OUTPUT.
+  // 1.23/1.24 layout, UDP part, appended after the outbound includes: UDP enters ISTIO_OUTPUT
+  // through its own OUTPUT jump, falls through every TCP-only rule, and meets the proxy's and the
+  // owner groups' DNS returns, then the redirect. Raw OUTPUT gets a UDP jump to ISTIO_OUTPUT.
+  // 1.22 (HandleDNSUDP with chain OUTPUT) put the same rules into nat and raw OUTPUT themselves,
+  // with no UDP jump and no raw ISTIO_OUTPUT chain.
   void dns_udp_1_24() {
-    b_.append(Table::Nat, "OUTPUT", {udp()}, jump(chains::kOutput));
+    const bool in_builtin = c_.layout == Layout::V1_22;
+    const char* nat_chain = in_builtin ? "OUTPUT" : chains::kOutput;
+    if (!in_builtin) b_.append(Table::Nat, "OUTPUT", {udp()}, jump(chains::kOutput), trace::kJumpOutbound);
     const std::vector<Match> dns = {udp(), dport(Protocol::Udp, ports::kDns)};
     for (auto uid : c_.proxy_uids)
-      b_.append(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)}, ret());
+      b_.append(Table::Nat, nat_chain, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)}, ret());
     for (auto gid : c_.proxy_gids)
-      b_.append(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), gid_owner(gid)}, ret());
-    owner_groups(dns);
+      b_.append(Table::Nat, nat_chain, {udp(), dport(Protocol::Udp, ports::kDns), gid_owner(gid)}, ret());
+    owner_groups(dns, nat_chain);
     RedirectTarget to{ports::kAgentDns, true};
     if (c_.capture_all_dns) {
-      b_.append(Table::Nat, chains::kOutput, dns, to);
+      b_.append(Table::Nat, nat_chain, dns, to);
     } else {
       for (const auto& s : c_.dns_servers_v4)
-        b_.append_v4(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), dst(host_prefix(s))}, to);
+        b_.append_v4(Table::Nat, nat_chain, {udp(), dport(Protocol::Udp, ports::kDns), dst(host_prefix(s))}, to);
       for (const auto& s : c_.dns_servers_v6)
-        b_.append_v6(Table::Nat, chains::kOutput, {udp(), dport(Protocol::Udp, ports::kDns), dst(host_prefix(s))}, to);
+        b_.append_v6(Table::Nat, nat_chain, {udp(), dport(Protocol::Udp, ports::kDns), dst(host_prefix(s))}, to);
     }
-    b_.append(Table::Raw, "OUTPUT", {udp()}, jump(chains::kOutput));
-    conntrack_zones(chains::kOutput, /*legacy=*/true);
+    if (!in_builtin) b_.append(Table::Raw, "OUTPUT", {udp()}, jump(chains::kOutput), trace::kJumpOutbound);
+    conntrack_zones(in_builtin ? "OUTPUT" : chains::kOutput, /*legacy=*/true);
   }
 
   // R18: outbound capture by destination. Wildcard: everything left goes to Envoy, and so does
@@ -448,15 +521,20 @@ class Planner {
     if (inc.wildcard) {
       b_.append_family(f, Table::Nat, chains::kOutput, {}, jump(chains::kRedirect));
       for (const auto& nic : c_.kube_virt_interfaces)
-        b_.insert_family(f, Table::Nat, "PREROUTING", 1, {in_iface(nic)}, jump(chains::kRedirect));
+        b_.insert_family(f, Table::Nat, "PREROUTING", 1, {in_iface(nic)}, jump(chains::kRedirect), trace::kKubevirt);
       return;
     }
+    bool any = false;
     for (const auto& p : inc.prefixes) {
       if (p.address.family != f) continue;
+      any = true;
       for (const auto& nic : c_.kube_virt_interfaces)
-        b_.insert_family(f, Table::Nat, "PREROUTING", 1, {in_iface(nic), dst(p)}, jump(chains::kRedirect));
+        b_.insert_family(f, Table::Nat, "PREROUTING", 1, {in_iface(nic), dst(p)}, jump(chains::kRedirect),
+                         trace::kKubevirt);
       b_.append_family(f, Table::Nat, chains::kOutput, {dst(p)}, jump(chains::kRedirect));
     }
+    // 1.22: "all other traffic is not redirected", said once more at the chain's end.
+    if (any && c_.layout == Layout::V1_22) b_.append_family(f, Table::Nat, chains::kOutput, {}, ret());
   }
 
   // R19: TPROXY's marks. The mark Envoy sets (original_src) is saved on the connection and

@@ -1,6 +1,7 @@
 #include "core/reconcile.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cassert>
 #include <cstdint>
 #include <string_view>
@@ -81,8 +82,9 @@ struct Shape {
   }
 };
 
-// Istio's non-jump rules in built-in chains, in any configuration (planner.cc R1, R2, 1.23's
-// drop-invalid, R19, and 1.24's raw PREROUTING zone rule), as exactly as their shapes allow.
+// Istio's non-jump rules in built-in chains, in any configuration and release (planner.cc R1,
+// R2, 1.23's drop-invalid, R19, 1.24's raw PREROUTING zone rule, 1.22's UDP DNS rules in nat and
+// raw OUTPUT, and the trace-logging NFLOG twins of 1.22-1.24), as exactly as their shapes allow.
 bool has_istio_shape(Table table, const std::string& chain, const Rule& r) {
   const Shape s(r);
   const bool nat_or_mangle = table == Table::Nat || table == Table::Mangle;
@@ -124,6 +126,45 @@ bool has_istio_shape(Table table, const std::string& chain, const Rule& r) {
     bool src = s.addresses.empty() ||
                (s.addresses.size() == 1 && s.addresses[0]->direction == Direction::Source && !s.addresses[0]->negated);
     if (ct && ct->zone == zones::kUpstream && udp && sport53 && src && s.count() == 2 + s.addresses.size()) return true;
+  }
+  // Trace logging's NFLOG twins (Istio 1.22-1.24): a tagged rule's matches, then
+  // "-j NFLOG --nflog-prefix ID --nflog-group 1337 --nflog-size 20" (planner.cc, namespace trace).
+  if (auto* n = std::get_if<NflogTarget>(&r.target)) {
+    static const char* const kIds[] = {
+        "JumpInbound",    "JumpOutbound",    "ExcludeInboundPort",     "IncludeInboundPort",
+        "InboundCapture", "KubevirtCommand", "ExcludeInterfaceCommand"};
+    if (n->group == 1337 && n->size == 20 &&
+        std::any_of(std::begin(kIds), std::end(kIds), [&](const char* id) { return n->prefix == id; }))
+      return true;
+  }
+  // 1.22's UDP DNS rules, appended to nat and raw OUTPUT themselves (planner.cc dns_udp_1_24).
+  const bool udp = s.protocols.size() == 1 && s.protocols[0]->protocol == Protocol::Udp && !s.protocols[0]->negated;
+  const bool one_port = s.ports.size() == 1 && !s.ports[0]->negated && s.ports[0]->protocol == Protocol::Udp;
+  const bool dport53 = one_port && s.ports[0]->direction == Direction::Destination && s.ports[0]->port == ports::kDns;
+  const bool sport_agent =
+      one_port && s.ports[0]->direction == Direction::Source && s.ports[0]->port == ports::kAgentDns;
+  const bool to_server =
+      s.addresses.size() == 1 && s.addresses[0]->direction == Direction::Destination && !s.addresses[0]->negated;
+  if (chain == "OUTPUT" && udp && s.interfaces.empty() && s.marks.empty() && s.connmarks.empty() &&
+      s.conntracks.empty() && !s.other) {
+    if (table == Table::Nat) {
+      // "-p udp --dport 53 -m owner [!] --uid-owner|--gid-owner X … -j RETURN" (proxy UIDs/GIDs,
+      // owner groups), and "-p udp --dport 53 [-d S] -j REDIRECT --to-port 15053".
+      if (dport53 && is_return(r) && s.addresses.empty()) return true;
+      auto* to = std::get_if<RedirectTarget>(&r.target);
+      if (dport53 && to && to->port == ports::kAgentDns && s.owners.empty() && (s.addresses.empty() || to_server))
+        return true;
+    }
+    if (table == Table::Raw) {
+      // "-p udp --dport 53 -m owner --uid-owner U -j CT --zone 1", "-p udp --sport 15053 -m owner
+      // --uid-owner U -j CT --zone 2", "-p udp --dport 53 [-d S] -j CT --zone 2".
+      auto* ct = std::get_if<CtTarget>(&r.target);
+      const bool one_owner = s.owners.size() == 1 && !s.owners[0]->negated && s.addresses.empty();
+      if (ct && ct->zone == zones::kUpstream && dport53 && one_owner) return true;
+      if (ct && ct->zone == zones::kApplication && sport_agent && one_owner) return true;
+      if (ct && ct->zone == zones::kApplication && dport53 && s.owners.empty() && (s.addresses.empty() || to_server))
+        return true;
+    }
   }
   return false;
 }

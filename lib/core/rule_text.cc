@@ -305,6 +305,7 @@ Rule canonical(const Rule& rule, const std::function<std::optional<std::uint32_t
   out.matches = std::move(matches);
   out.target = rule.target;
   if (auto* r = std::get_if<RedirectTarget>(&out.target)) r->singular_spelling = false;
+  if (auto* n = std::get_if<NflogTarget>(&out.target)) n->quoted_prefix = false;  // spelling only
   return out;
 }
 

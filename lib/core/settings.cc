@@ -59,17 +59,21 @@ const std::vector<SettingSpec>& setting_specs() {
        "capture DNS to every server, not only resolv.conf's"},
       {"network-namespace", "", "NETWORK_NAMESPACE", "", K::String, "", "network namespace path to program"},
       {"cni-mode", "", "CNI_MODE", "", K::Bool, "false", "run as the CNI plugin does"},
-      {"reconcile", "", "RECONCILE", "", K::Bool, "false", "replace drifted rules"},
-      {"cleanup-only", "", "CLEANUP_ONLY", "", K::Bool, "false", "remove the rules; apply nothing"},
-      {"force-apply", "", "FORCE_APPLY", "", K::Bool, "false", "apply even when the rules look applied"},
+      {"reconcile", "", "RECONCILE", "", K::Bool, "false", "replace drifted rules", 0, 24},
+      {"cleanup-only", "", "CLEANUP_ONLY", "", K::Bool, "false", "remove the rules; apply nothing", 0, 24},
+      {"force-apply", "", "FORCE_APPLY", "", K::Bool, "false", "apply even when the rules look applied", 0, 24},
       {"native-nftables", "", "NATIVE_NFTABLES", "", K::Bool, "false",
        "program Istio's native nftables rules (inet tables istio-proxy-*) instead of iptables"},
-      {"force-iptables-binary", "", "FORCE_IPTABLES_BINARY", "", K::String, "", "legacy or nft"},
-      // Removed from Istio; accepted so that old injection templates keep working.
-      {"restore-format", "f", "", "", K::Bool, "true", "removed in Istio 1.24; ignored"},
-      {"iptables-trace-logging", "", "", "", K::Bool, "false", "removed in Istio 1.26; ignored"},
+      {"force-iptables-binary", "", "FORCE_IPTABLES_BINARY", "", K::String, "", "legacy or nft", 0, 28},
+      // Flags of older releases only: unknown flags at --compat releases that lack them
+      // (docs/releases.md).
+      {"restore-format", "f", "RESTORE_FORMAT", "", K::Bool, "true",
+       "Istio 1.22/1.23 only: apply with iptables-restore (false: one iptables command a rule)", 23},
+      {"iptables-trace-logging", "", "IPTABLES_TRACE_LOGGING", "", K::Bool, "false",
+       "Istio 1.22-1.25 only: an NFLOG rule before each tagged rule (1.25: accepted, no effect)", 25},
       // Ours.
-      {"compat", "", "", "", K::String, "current", "rule layout of an Istio release: 1.23, 1.24, 1.25 ... or current"},
+      {"compat", "", "", "", K::String, "current",
+       "rules and flags of an Istio release: 1.22, 1.23, 1.24, 1.25 ... or current"},
       {"ipv6", "", "", "", K::String, "auto", "auto (detect from interface addresses), on or off"},
       {"dns-servers", "", "", "", K::String, "", "nameservers to capture DNS to, instead of --resolv-conf's"},
       {"resolv-conf", "", "", "", K::String, "/etc/resolv.conf", "resolv.conf to read nameservers from"},
@@ -258,16 +262,18 @@ class Builder {
     c.redirect_dns = boolean("redirect-dns");
     c.capture_all_dns = boolean("capture-all-dns");
     c.drop_invalid = boolean("drop-invalid");
+    release_flags();
     owner_groups();
     loopback_cidr();
 
     r.dry_run = boolean("dry-run");
     r.skip_rule_apply = boolean("skip-rule-apply");
     r.run_validation = boolean("run-validation");
-    r.cleanup_only = boolean("cleanup-only");
+    r.cleanup_only = release_has_flag("cleanup-only") && boolean("cleanup-only");
     // Accepted and validated, with no further effect here (docs/differences.md): every apply
     // reconciles, and the lock is the one iptables uses.
-    for (const char* accepted : {"reconcile", "force-apply", "cni-mode"}) boolean(accepted);
+    for (const char* accepted : {"reconcile", "force-apply", "cni-mode"})
+      if (release_has_flag(accepted)) boolean(accepted);
     r.probe_port = port("iptables-probe-port");
     r.network_namespace = get("network-namespace").value;
     r.backend = get("backend").value;
@@ -280,11 +286,6 @@ class Builder {
     r.native_nftables = boolean("native-nftables");
     if (r.native_nftables && compat_minor_ && *compat_minor_ < 27)
       invalid(get("compat"), "Istio's native nftables mode exists from release 1.27 on");
-    for (const char* removed : {"restore-format", "iptables-trace-logging"})
-      if (get(removed).explicitly_set) {
-        boolean(removed);
-        s_.warnings.push_back(fmt::format("{} was removed from Istio and is ignored", get(removed).source));
-      }
     const bool dual_stack = boolean("dual-stack");
     s_.dual_stack = dual_stack;
     const std::optional<bool> ipv6_flag = ipv6();
@@ -455,6 +456,50 @@ class Builder {
     if (get("proxy-gid").value.empty()) s_.config.proxy_gids = s_.config.proxy_uids;
   }
 
+  // Does the release --compat names have this flag? `last_minor`: the last 1.MINOR with it.
+  // "current" is the newest release, which has none of these.
+  bool release_has(std::uint64_t last_minor) const { return compat_minor_ && *compat_minor_ <= last_minor; }
+
+  // Does the release --compat names have this flag at all (SettingSpec::first_minor, last_minor)?
+  bool release_has_flag(const std::string& name) const {
+    for (const auto& spec : setting_specs()) {
+      if (spec.name != name) continue;
+      if (spec.last_minor != 0 && !release_has(spec.last_minor)) return false;
+      return spec.first_minor == 0 || !compat_minor_ || *compat_minor_ >= spec.first_minor;
+    }
+    return true;
+  }
+
+  // The flags that exist only in some releases (docs/releases.md). Where the release has the
+  // flag it is read as Istio read it (flag, then its environment variable); where it does not,
+  // the flag on the command line is unknown, as pflag would say, and the variable is not read.
+  void release_flags() {
+    const std::string& compat = get("compat").value;
+    if (!compat_minor_ && compat != "current" && compat != "latest") return;  // --compat is refused already
+    for (const auto& spec : setting_specs()) {
+      if (release_has_flag(spec.name)) continue;
+      const SettingValue& v = get(spec.name);
+      if (!v.explicitly_set || v.source.rfind("--", 0) != 0) continue;
+      if (spec.last_minor != 0)
+        usage(fmt::format("{}: unknown flag in {} (removed in Istio 1.{}; --compat 1.{} and earlier have it)", v.source,
+                          compat_name(), spec.last_minor + 1, spec.last_minor));
+      else
+        usage(fmt::format("{}: unknown flag in {} (added in Istio 1.{})", v.source, compat_name(), spec.first_minor));
+    }
+    if (release_has(23)) s_.run.restore_format = boolean("restore-format");
+    if (release_has(25)) s_.config.trace_logging = boolean("iptables-trace-logging");
+    if (!s_.run.restore_format && s_.config.trace_logging)
+      s_.warnings.push_back(
+          "--restore-format=false with --iptables-trace-logging: Istio 1.22/1.23 then installed the NFLOG "
+          "prefixes with their Go quotes (\"JumpInbound\"); they are installed without them "
+          "(docs/releases.md)");
+  }
+
+  // The release --compat names, for messages.
+  std::string compat_name() const {
+    return compat_minor_ ? "Istio " + get("compat").value : std::string("the current Istio release");
+  }
+
   Layout compat() {
     const auto& v = get("compat");
     if (v.value == "current" || v.value == "latest") return Layout::Current;
@@ -468,16 +513,20 @@ class Builder {
     std::optional<std::uint64_t> minor = major ? parse_unsigned(parts[1], 999) : std::nullopt;
     bool patch_ok = parts.size() < 3 || parse_unsigned(parts[2], 999).has_value();
     if (!major || !minor || !patch_ok || *major != 1) {
-      invalid(v, "not an Istio release (1.23, 1.24, 1.25 ... or current)");
+      invalid(v, "not an Istio release (1.22, 1.23, 1.24, 1.25 ... or current)");
       return Layout::Current;
     }
-    if (*minor < 23) {
-      invalid(v,
-              "releases before 1.23 are not modeled (1.23 and 1.24 share one layout; 1.25 and later the current one)");
+    if (*minor < 22) {
+      invalid(v, "releases before 1.22 are not modeled (the oldest is 1.22; docs/releases.md)");
       return Layout::Current;
     }
     compat_minor_ = *minor;
-    return *minor <= 24 ? Layout::V1_24 : Layout::Current;
+    switch (*minor) {
+    case 22: return Layout::V1_22;
+    case 23: return Layout::V1_23;
+    case 24: return Layout::V1_24;
+    default: return Layout::Current;  // 1.25 and later: no change in any golden (docs/releases.md)
+    }
   }
 
   InterceptionMode mode() {
@@ -542,6 +591,7 @@ class Builder {
   }
 
   void force_binary() {
+    if (!release_has_flag("force-iptables-binary")) return;  // Istio before 1.28 does not read it
     const auto& v = get("force-iptables-binary");
     if (v.value.empty() || v.value == "legacy" || v.value == "nft")
       s_.run.force_iptables_binary = v.value;

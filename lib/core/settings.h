@@ -34,9 +34,17 @@ struct SettingSpec {
   SettingKind kind;
   const char* default_value;
   const char* help;
+  /// Istio's flags of older releases only: the last 1.MINOR that has the flag (0: every
+  /// release). At later --compat releases (and `current`) the flag is unknown and its variable
+  /// is not read (docs/releases.md).
+  unsigned last_minor = 0;
+  /// Istio's flags added after 1.22: the first 1.MINOR that has the flag (0: every release).
+  /// At earlier --compat releases the flag is unknown and its variable is not read.
+  unsigned first_minor = 0;
 };
 
-/// Every flag: Istio's, pilot-agent's logging flags, removed flags still accepted, and ours.
+/// Every flag: Istio's (including those of older releases, known only at those --compat
+/// releases), pilot-agent's logging flags, and ours.
 const std::vector<SettingSpec>& setting_specs();
 
 /// A resolved setting: its text and where it came from (for messages).
@@ -60,6 +68,9 @@ struct RunOptions {
   std::string backend = "auto";       ///< "auto", "libiptc" or "restore"
   std::uint32_t wait_seconds = 30;    ///< for the xtables lock
   std::string against;                ///< check: a restore text to compare with instead
+  /// Istio 1.22/1.23's --restore-format (true elsewhere): false made Istio run one iptables
+  /// command a rule instead of iptables-restore. The rules are the same (docs/releases.md).
+  bool restore_format = true;
 };
 
 struct Settings {

@@ -110,10 +110,9 @@ TEST_CASE("cli: --help prints every Istio flag with its environment variable") {
 TEST_CASE("cli: warnings go to stderr, never into the rules") {
   FakeFacts facts;
   facts.ipv6 = false;
-  auto r = run({"-n", "-u", "1337", "--redirect-dns", "--dns-servers", "", "--restore-format=false"}, {}, facts);
+  auto r = run({"-n", "-u", "1337", "--redirect-dns", "--dns-servers", ""}, {}, facts);
   CHECK(r.code == 0);
   CHECK_THAT(r.err, Catch::Contains("DNS capture disabled"));
-  CHECK_THAT(r.err, Catch::Contains("--restore-format was removed"));
   CHECK(r.out.find("warn") == std::string::npos);
 }
 

@@ -9,6 +9,13 @@ For every scenario in rules/ this test
      output and the reference into fresh namespaces and compares what iptables-legacy-save lists
      (../shared/tools/canon), optionally restricted to some tables (`tables nat`).
 
+A reference of Istio 1.22 or 1.23 (capture-1.22/, capture-1.23/) is not restore text but the
+`iptables …` / `ip6tables …` commands that release ran, one a line: those are run one by one with
+iptables-legacy in a fresh namespace per family, and what iptables-legacy-save lists then is
+brought to canon's form (no comments or counters, tables holding nothing of ours left out, tables
+in name order), so that both sides are compared in the kernel's words. The counts of cases
+compared are printed per release.
+
 Needs root, unshare and the iptables package; exits 77 (skipped) without them. Never touches the
 host's namespace: every load runs under `unshare -n`.
 usage: conformance.py BINARY REPO_ROOT SHARED_DIR
@@ -60,6 +67,66 @@ def canon(shared, path):
     return p.stdout
 
 
+COMMAND = re.compile(r"^(ip6?tables)\s+(.*)$")
+
+
+def is_command_file(text):
+    """Istio 1.22/1.23's goldens: one iptables command a line (and the final *-save lines)."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    return bool(lines) and all(COMMAND.match(l) or re.match(r"^ip6?tables-save$", l) for l in lines)
+
+
+def canonical_listing(save_output):
+    """canon's form of an iptables-legacy-save listing (../shared/tools/canon, function canon)."""
+    tables, block = [], []
+    for l in save_output.splitlines():
+        if l.startswith("#"):
+            continue
+        block.append(re.sub(r"\[\d+:\d+\]$", "", l).rstrip())
+        if l == "COMMIT":
+            if any(b.startswith("-") or re.match(r"^:\S+ -$", b) for b in block):
+                tables.append(block)
+            block = []
+    return "\n".join(l for b in sorted(tables, key=lambda b: b[0]) for l in b)
+
+
+def canon_commands(path):
+    """Runs a command-per-line golden, family by family, in fresh namespaces; canon's output form."""
+    text = open(path).read()
+    families = {"iptables": [], "ip6tables": []}
+    for line in text.splitlines():
+        m = COMMAND.match(line)
+        if m:
+            families[m.group(1)].append(m.group(2))
+    out = []
+    for binary, label in (("iptables", "## ipv4"), ("ip6tables", "## ipv6")):
+        out.append(label)
+        commands = families[binary]
+        if not commands:
+            out.append("")
+            continue
+        # The arguments are Istio's, written as its shell would read them: run them as they are.
+        script = "set -e\n" + "".join(f"{binary}-legacy -w {c}\n" for c in commands) + f"{binary}-legacy-save\n"
+        groups = group_file([text])
+        cmd = ["unshare", "-n", "sh", "-c", script]
+        if groups:
+            cmd = ["unshare", "-n", "-m", "sh", "-c", f"mount --bind {groups} /etc/group && {script}"]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if groups:
+            os.unlink(groups)
+        if p.returncode != 0:
+            raise RuntimeError(f"{binary}-legacy refused a command of {path}: {p.stderr.strip()}")
+        out.append(canonical_listing(p.stdout))
+    return "\n".join(out) + "\n"
+
+
+def release_of(reference_file):
+    m = re.search(r"capture-(\d+\.\d+)/", reference_file)
+    if m:
+        return m.group(1)
+    return "current" if reference_file.startswith("istio/capture/") else "seed"
+
+
 def keep_tables(canonical, tables):
     if not tables:
         return canonical
@@ -90,6 +157,7 @@ def main():
         return 77
     rules = os.path.join(repo, "rules")
     passed, failed = 0, []
+    compared = {}  # release -> number of scenarios compared with a reference
     for name in sorted(os.listdir(rules)):
         d = os.path.join(rules, name)
         args = shlex.split(open(os.path.join(d, "args")).read()) + ["--dry-run"]
@@ -128,7 +196,12 @@ def main():
                 f.write(ours)
             try:
                 a = keep_tables(canon(shared, f.name), tables)
-                b = keep_tables(canon(shared, reference), tables)
+                if is_command_file(open(reference).read()):
+                    b = keep_tables(canon_commands(reference), tables)
+                else:
+                    b = keep_tables(canon(shared, reference), tables)
+                release = release_of(ref["file"])
+                compared[release] = compared.get(release, 0) + 1
                 if a != b:
                     import difflib
                     diff = "\n".join(difflib.unified_diff(b.splitlines(), a.splitlines(), "reference", "ours", lineterm=""))
@@ -143,6 +216,8 @@ def main():
             passed += 1
     for f in failed:
         print("FAIL", f)
+    for release in sorted(compared):
+        print(f"compared with a reference, {release}: {compared[release]} scenarios")
     print(f"{passed} passed, {len(failed)} failed")
     return 1 if failed else 0
 

@@ -169,3 +169,167 @@ TEST_CASE("planner: the same configuration always gives the same plan") {
   c.capture_all_dns = true;
   CHECK(dry_run_text(plan(c)) == dry_run_text(plan(c)));
 }
+
+// ---- releases 1.22 to 1.24 (docs/releases.md; Istio's goldens in capture-1.22/, capture-1.23/) ---
+
+TEST_CASE("planner: 1.22 puts the UDP DNS rules into nat and raw OUTPUT, with no UDP jump") {
+  // Istio 1.22.0's dns-uid-gid golden (-u 3,4 -g 1,2 --redirect-dns, nameserver 127.0.0.53).
+  Config c;
+  c.layout = Layout::V1_22;
+  c.proxy_uids = {3, 4};
+  c.proxy_gids = {1, 2};
+  c.redirect_dns = true;
+  c.dns_servers_v4 = {*parse_address("127.0.0.53")};
+  auto p = plan(c);
+  CHECK(chain_rules(p.v4, Table::Nat, "OUTPUT") == std::vector<std::string>{
+                                                       "-p tcp -j ISTIO_OUTPUT",
+                                                       "-p udp --dport 53 -m owner --uid-owner 3 -j RETURN",
+                                                       "-p udp --dport 53 -m owner --uid-owner 4 -j RETURN",
+                                                       "-p udp --dport 53 -m owner --gid-owner 1 -j RETURN",
+                                                       "-p udp --dport 53 -m owner --gid-owner 2 -j RETURN",
+                                                       "-p udp --dport 53 -d 127.0.0.53/32 -j REDIRECT --to-port 15053",
+                                                   });
+  CHECK(chain_rules(p.v4, Table::Raw, "OUTPUT") == std::vector<std::string>{
+                                                       "-p udp --dport 53 -m owner --uid-owner 3 -j CT --zone 1",
+                                                       "-p udp --sport 15053 -m owner --uid-owner 3 -j CT --zone 2",
+                                                       "-p udp --dport 53 -m owner --uid-owner 4 -j CT --zone 1",
+                                                       "-p udp --sport 15053 -m owner --uid-owner 4 -j CT --zone 2",
+                                                       "-p udp --dport 53 -m owner --gid-owner 1 -j CT --zone 1",
+                                                       "-p udp --sport 15053 -m owner --gid-owner 1 -j CT --zone 2",
+                                                       "-p udp --dport 53 -m owner --gid-owner 2 -j CT --zone 1",
+                                                       "-p udp --sport 15053 -m owner --gid-owner 2 -j CT --zone 2",
+                                                       "-p udp --dport 53 -d 127.0.0.53/32 -j CT --zone 2",
+                                                   });
+  CHECK(chain_rules(p.v4, Table::Raw, "PREROUTING") ==
+        std::vector<std::string>{"-p udp --sport 53 -s 127.0.0.53/32 -j CT --zone 1"});
+  CHECK(chain_rules(p.v4, Table::Raw, "ISTIO_OUTPUT").empty());  // no raw chain of ours in 1.22
+  // The TCP part is 1.23's: the redirect inline in ISTIO_OUTPUT, before the loopback RETURN.
+  auto out = chain_rules(p.v4, Table::Nat, "ISTIO_OUTPUT");
+  REQUIRE(out.size() >= 2);
+  CHECK(out[out.size() - 2] == "-p tcp --dport 53 -d 127.0.0.53/32 -j REDIRECT --to-ports 15053");
+  CHECK(out.back() == "-d 127.0.0.1/32 -j RETURN");
+  // 1.23 moves the same rules behind UDP jumps into ISTIO_OUTPUT (nat and raw).
+  c.layout = Layout::V1_23;
+  auto p23 = plan(c);
+  CHECK(chain_rules(p23.v4, Table::Nat, "OUTPUT") ==
+        std::vector<std::string>{"-p tcp -j ISTIO_OUTPUT", "-p udp -j ISTIO_OUTPUT"});
+  CHECK(chain_rules(p23.v4, Table::Raw, "OUTPUT") == std::vector<std::string>{"-p udp -j ISTIO_OUTPUT"});
+  CHECK(chain_rules(p23.v4, Table::Raw, "ISTIO_OUTPUT").size() == 9);
+}
+
+TEST_CASE("planner: 1.22 ends ISTIO_OUTPUT with RETURN after each family's CIDR includes") {
+  // Goldens ipnets (-i 10.0.0.0/8) and ipv6-ipnets (-i 2001:db8::/32: the IPv6 list only).
+  Config c;
+  c.layout = Layout::V1_22;
+  c.proxy_uids = {1337};
+  c.proxy_gids = {1337};
+  c.enable_ipv6 = true;
+  c.outbound_include = CidrList{false, {*parse_prefix("2001:db8::/32")}};
+  auto p = plan(c);
+  auto v4 = chain_rules(p.v4, Table::Nat, "ISTIO_OUTPUT");
+  auto v6 = chain_rules(*p.v6, Table::Nat, "ISTIO_OUTPUT");
+  CHECK(v4.back() == "-d 127.0.0.1/32 -j RETURN");
+  REQUIRE(v6.size() >= 2);
+  CHECK(v6[v6.size() - 2] == "-d 2001:db8::/32 -j ISTIO_REDIRECT");
+  CHECK(v6.back() == "-j RETURN");
+  // Not with '*', and not from 1.23 on.
+  c.outbound_include = CidrList{true, {}};
+  CHECK(chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT").back() == "-j ISTIO_REDIRECT");
+  c.outbound_include = CidrList{false, {*parse_prefix("10.0.0.0/8")}};
+  CHECK(chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT").back() == "-j RETURN");
+  c.layout = Layout::V1_23;
+  CHECK(chain_rules(plan(c).v4, Table::Nat, "ISTIO_OUTPUT").back() == "-d 10.0.0.0/8 -j ISTIO_REDIRECT");
+}
+
+TEST_CASE("planner: --drop-invalid drops in mangle PREROUTING up to 1.23, through ISTIO_DROP from 1.24") {
+  Config c = injected_sidecar();
+  c.drop_invalid = true;
+  for (Layout old : {Layout::V1_22, Layout::V1_23}) {
+    c.layout = old;
+    auto p = plan(c);
+    CHECK(chain_rules(p.v4, Table::Mangle, "PREROUTING") ==
+          std::vector<std::string>{"-m conntrack --ctstate INVALID -j DROP"});
+    CHECK(chain_rules(p.v4, Table::Mangle, "ISTIO_DROP").empty());
+  }
+  for (Layout later : {Layout::V1_24, Layout::Current}) {
+    c.layout = later;
+    auto p = plan(c);
+    CHECK(chain_rules(p.v4, Table::Mangle, "PREROUTING") ==
+          std::vector<std::string>{"-m conntrack --ctstate INVALID -j ISTIO_DROP"});
+    CHECK(chain_rules(p.v4, Table::Mangle, "ISTIO_DROP") == std::vector<std::string>{"-j DROP"});
+  }
+}
+
+namespace {
+// The twin §6 of istio-operator-behaviour.md describes: the rule's matches, then NFLOG.
+std::string twin(const std::string& matches, const std::string& id, bool quoted) {
+  std::string prefix = quoted ? "\"" + id + "\"" : id;
+  return (matches.empty() ? "" : matches + " ") + "-j NFLOG --nflog-prefix " + prefix +
+         " --nflog-group 1337 --nflog-size 20";
+}
+}  // namespace
+
+TEST_CASE("planner: trace logging puts an NFLOG twin in front of every tagged rule, 1.22 to 1.24") {
+  Config c = injected_sidecar();
+  c.trace_logging = true;
+  c.exclude_interfaces = {"eth9"};
+  c.kube_virt_interfaces = {"eth1"};
+  for (Layout layout : {Layout::V1_22, Layout::V1_23, Layout::V1_24}) {
+    c.layout = layout;
+    const bool quoted = layout != Layout::V1_24;  // Go-quoted in 1.22/1.23 (%q), bare in 1.24
+    INFO("quoted: " << quoted);
+    auto p = plan(c);
+    // Appends: the twin just before; inserts at 1: the twin lands in front (KubevirtCommand).
+    CHECK(chain_rules(p.v4, Table::Nat, "PREROUTING") ==
+          std::vector<std::string>{twin("-i eth1", "KubevirtCommand", quoted), "-i eth1 -j ISTIO_REDIRECT",
+                                   twin("-i eth1", "KubevirtCommand", quoted), "-i eth1 -j RETURN",
+                                   twin("-i eth9", "ExcludeInterfaceCommand", quoted), "-i eth9 -j RETURN",
+                                   twin("-p tcp", "JumpInbound", quoted), "-p tcp -j ISTIO_INBOUND"});
+    CHECK(chain_rules(p.v4, Table::Nat, "OUTPUT") ==
+          std::vector<std::string>{twin("-o eth9", "ExcludeInterfaceCommand", quoted), "-o eth9 -j RETURN",
+                                   twin("-p tcp", "JumpOutbound", quoted), "-p tcp -j ISTIO_OUTPUT"});
+    CHECK(chain_rules(p.v4, Table::Nat, "ISTIO_INBOUND") ==
+          std::vector<std::string>{
+              "-p tcp --dport 15008 -j RETURN", twin("-p tcp --dport 15090", "ExcludeInboundPort", quoted),
+              "-p tcp --dport 15090 -j RETURN", twin("-p tcp --dport 15021", "ExcludeInboundPort", quoted),
+              "-p tcp --dport 15021 -j RETURN", twin("-p tcp --dport 15020", "ExcludeInboundPort", quoted),
+              "-p tcp --dport 15020 -j RETURN", "-p tcp -j ISTIO_IN_REDIRECT"});
+    CHECK(chain_rules(p.v4, Table::Nat, "ISTIO_IN_REDIRECT") ==
+          std::vector<std::string>{twin("-p tcp", "InboundCapture", quoted), "-p tcp -j REDIRECT --to-ports 15006"});
+    // ISTIO_OUTPUT's rules carry no tag.
+    auto out = chain_rules(p.v4, Table::Nat, "ISTIO_OUTPUT");
+    CHECK(std::none_of(out.begin(), out.end(),
+                       [](const std::string& r) { return r.find("NFLOG") != std::string::npos; }));
+  }
+  // 1.25 still accepts the flag, but its builder generates no twin.
+  c.layout = Layout::Current;
+  c.trace_logging = true;
+  Config plain = c;
+  plain.trace_logging = false;
+  CHECK(dry_run_text(plan(c)) == dry_run_text(plan(plain)));
+}
+
+TEST_CASE("planner: trace twins of the per-port inbound rules and the DNS UDP jumps") {
+  Config c;
+  c.layout = Layout::V1_24;
+  c.trace_logging = true;
+  c.proxy_uids = {1337};
+  c.proxy_gids = {1337};
+  c.mode = InterceptionMode::Tproxy;
+  c.inbound_ports = PortList{false, {8080}};
+  c.redirect_dns = true;
+  c.capture_all_dns = true;
+  auto p = plan(c);
+  CHECK(chain_rules(p.v4, Table::Mangle, "PREROUTING")[0] == twin("-p tcp", "JumpInbound", false));
+  auto inbound = chain_rules(p.v4, Table::Mangle, "ISTIO_INBOUND");
+  REQUIRE(inbound.size() == 7);  // three guards inserted at 1-3, then two tagged rules with twins
+  CHECK(inbound[3] ==
+        twin("-p tcp --dport 8080 -m conntrack --ctstate RELATED,ESTABLISHED", "IncludeInboundPort", false));
+  CHECK(inbound[5] == twin("-p tcp --dport 8080", "IncludeInboundPort", false));
+  // The UDP jumps of 1.23/1.24's DNS capture are JumpOutbound too, in nat and in raw.
+  CHECK(chain_rules(p.v4, Table::Nat, "OUTPUT") ==
+        std::vector<std::string>{twin("-p tcp", "JumpOutbound", false), "-p tcp -j ISTIO_OUTPUT",
+                                 twin("-p udp", "JumpOutbound", false), "-p udp -j ISTIO_OUTPUT"});
+  CHECK(chain_rules(p.v4, Table::Raw, "OUTPUT") ==
+        std::vector<std::string>{twin("-p udp", "JumpOutbound", false), "-p udp -j ISTIO_OUTPUT"});
+}

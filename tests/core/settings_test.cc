@@ -91,12 +91,81 @@ TEST_CASE("settings: owner groups, present-but-empty include and exclude") {
             .owner_groups.exclude.empty());
 }
 
-TEST_CASE("settings: --compat maps releases to layouts") {
-  CHECK(config({{"compat", "1.23"}}).layout == Layout::V1_24);
+TEST_CASE("settings: --compat maps every release from 1.22 on to its layout (docs/releases.md)") {
+  CHECK(config({{"compat", "1.22"}}).layout == Layout::V1_22);
+  CHECK(config({{"compat", "1.22.0"}}).layout == Layout::V1_22);
+  CHECK(config({{"compat", "1.23"}}).layout == Layout::V1_23);
+  CHECK(config({{"compat", "1.23.6"}}).layout == Layout::V1_23);
+  CHECK(config({{"compat", "1.24"}}).layout == Layout::V1_24);
   CHECK(config({{"compat", "1.24.6"}}).layout == Layout::V1_24);
   CHECK(config({{"compat", "1.25"}}).layout == Layout::Current);
   CHECK(config({{"compat", "1.31.0-rc.0"}}).layout == Layout::Current);
   CHECK(config({{"compat", "current"}}).layout == Layout::Current);
+}
+
+namespace {
+Settings settings_ok(const std::map<std::string, std::string>& flags, const std::map<std::string, std::string>& env) {
+  FakeFacts facts;
+  auto with_facts = flags;
+  with_facts.emplace("ipv6", "off");
+  auto r = settings(with_facts, env, facts);
+  if (auto* e = std::get_if<SettingsError>(&r)) FAIL(e->messages.front());
+  return std::get<Settings>(r);
+}
+}  // namespace
+
+TEST_CASE("settings: --restore-format exists in 1.22 and 1.23 only, default true, with RESTORE_FORMAT") {
+  // Istio 1.22/1.23: `-f, --restore-format` (default true), bound to RESTORE_FORMAT.
+  CHECK(settings_ok({{"compat", "1.22"}}, {}).run.restore_format);
+  CHECK_FALSE(settings_ok({{"compat", "1.23"}, {"restore-format", "false"}}, {}).run.restore_format);
+  CHECK_FALSE(settings_ok({{"compat", "1.22.3"}}, {{"RESTORE_FORMAT", "false"}}).run.restore_format);
+  // 1.24 removed it: an unknown flag there and later; the variable is then not read at all.
+  for (const char* release : {"1.24", "1.25", "current"}) {
+    INFO(release);
+    auto messages = refusal({{"compat", release}, {"restore-format", "false"}, {"ipv6", "off"}});
+    REQUIRE(messages.size() == 1);
+    CHECK_THAT(messages.front(), Catch::Contains("--restore-format: unknown flag in"));
+    CHECK(settings_ok({{"compat", release}}, {{"RESTORE_FORMAT", "not even a boolean"}}).run.restore_format);
+  }
+  CHECK_THAT(refusal({{"restore-format", "true"}, {"ipv6", "off"}}).front(),
+             Catch::Contains("unknown flag in the current Istio release (removed in Istio 1.24; --compat 1.23"));
+}
+
+TEST_CASE("settings: the flags 1.24 and 1.28 added are unknown to earlier releases, their variables unread") {
+  // §6: --reconcile, --cleanup-only, --force-apply are new in 1.24; --force-iptables-binary in 1.28.
+  for (const char* flag : {"reconcile", "cleanup-only", "force-apply"}) {
+    INFO(flag);
+    auto messages = refusal({{"compat", "1.23"}, {flag, "true"}, {"ipv6", "off"}});
+    REQUIRE(messages.size() == 1);
+    CHECK_THAT(messages.front(), Catch::Contains(": unknown flag in Istio 1.23 (added in Istio 1.24)"));
+    settings_ok({{"compat", "1.24"}, {flag, "true"}}, {});
+  }
+  CHECK_FALSE(settings_ok({{"compat", "1.22"}}, {{"CLEANUP_ONLY", "true"}}).run.cleanup_only);
+  CHECK(settings_ok({{"compat", "1.24"}}, {{"CLEANUP_ONLY", "true"}}).run.cleanup_only);
+  CHECK_THAT(refusal({{"compat", "1.27"}, {"force-iptables-binary", "nft"}, {"ipv6", "off"}}).front(),
+             Catch::Contains("--force-iptables-binary: unknown flag in Istio 1.27 (added in Istio 1.28)"));
+  CHECK(settings_ok({{"compat", "1.27"}}, {{"FORCE_IPTABLES_BINARY", "nft"}}).run.force_iptables_binary.empty());
+  CHECK(settings_ok({{"compat", "1.28"}}, {{"FORCE_IPTABLES_BINARY", "nft"}}).run.force_iptables_binary == "nft");
+  CHECK(settings_ok({}, {{"FORCE_IPTABLES_BINARY", "nft"}}).run.force_iptables_binary == "nft");
+}
+
+TEST_CASE("settings: --iptables-trace-logging exists up to 1.25, with IPTABLES_TRACE_LOGGING") {
+  CHECK(settings_ok({{"compat", "1.22"}, {"iptables-trace-logging", "true"}}, {}).config.trace_logging);
+  CHECK(settings_ok({{"compat", "1.24.6"}}, {{"IPTABLES_TRACE_LOGGING", "true"}}).config.trace_logging);
+  CHECK_FALSE(settings_ok({{"compat", "1.23"}}, {}).config.trace_logging);
+  // 1.25 still accepts it (the planner then generates nothing); 1.26 removed it.
+  CHECK(settings_ok({{"compat", "1.25"}, {"iptables-trace-logging", "true"}}, {}).config.layout == Layout::Current);
+  for (const char* release : {"1.26", "current"}) {
+    INFO(release);
+    auto messages = refusal({{"compat", release}, {"iptables-trace-logging", "true"}, {"ipv6", "off"}});
+    REQUIRE(messages.size() == 1);
+    CHECK_THAT(messages.front(), Catch::Contains("--iptables-trace-logging: unknown flag in"));
+    CHECK_FALSE(settings_ok({{"compat", release}}, {{"IPTABLES_TRACE_LOGGING", "true"}}).config.trace_logging);
+  }
+  // Per-command application kept the Go quotes in the kernel's prefix; we say that we do not.
+  auto s = settings_ok({{"compat", "1.23"}, {"restore-format", "false"}, {"iptables-trace-logging", "true"}}, {});
+  REQUIRE(s.warnings.size() == 1);
+  CHECK_THAT(s.warnings.front(), Catch::Contains("Go quotes"));
 }
 
 TEST_CASE("settings: nameservers come from --dns-servers, else from resolv.conf") {
@@ -177,7 +246,10 @@ TEST_CASE("settings: bad input is refused, naming the flag or variable and the v
       {{{"istio-inbound-interception-mode", "tproxy"}},
        {},
        "--istio-inbound-interception-mode: invalid value \"tproxy\""},
-      {{{"compat", "1.22"}}, {}, "--compat: invalid value \"1.22\": releases before 1.23"},
+      {{{"compat", "1.21"}}, {}, "--compat: invalid value \"1.21\": releases before 1.22 are not modeled"},
+      {{{"compat", "1.9.8"}}, {}, "--compat: invalid value \"1.9.8\": releases before 1.22 are not modeled"},
+      {{{"compat", "1.24"}, {"restore-format", "yes"}}, {}, "--restore-format: unknown flag in Istio 1.24"},
+      {{{"compat", "1.23"}, {"restore-format", "yes"}}, {}, "--restore-format: invalid value \"yes\": not a boolean"},
       {{{"compat", "2.0"}}, {}, "--compat: invalid value \"2.0\""},
       {{{"compat", "latest-ish"}}, {}, "--compat: invalid value \"latest-ish\""},
       {{{"ipv6", "maybe"}}, {}, "--ipv6: invalid value \"maybe\""},

@@ -137,4 +137,12 @@ std::string dry_run_text(const Plan& plan) {
   return out;
 }
 
+std::string dry_run_file_text(const Plan& plan, bool initial_saves) {
+  std::string out = initial_saves ? "iptables-save\nip6tables-save\n" : "";
+  out += restore_text(plan.v4);
+  if (plan.v6) out += restore_text(*plan.v6);
+  out += plan.v6 ? "iptables-save\nip6tables-save\n" : "iptables-save\n";
+  return out;
+}
+
 }  // namespace istio_iptables

@@ -20,4 +20,10 @@ std::string restore_text(const Ruleset& ruleset);
 /// IPv6 text.
 std::string dry_run_text(const Plan& plan);
 
+/// What Istio's stubbed iptables records in DRY_RUN_FILE_PATH for an apply (the format of its
+/// capture golden files): with `initial_saves` (Istio 1.24 and later) the state check's
+/// "iptables-save" and "ip6tables-save" lines first, then the IPv4 restore input, the IPv6 one
+/// when IPv6 is enabled, and the final "iptables-save" (and "ip6tables-save" with IPv6).
+std::string dry_run_file_text(const Plan& plan, bool initial_saves);
+
 }  // namespace istio_iptables

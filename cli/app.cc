@@ -9,10 +9,15 @@
 // same code in every mode. Every log line is one write, so concurrent runs never interleave.
 #include "app.h"
 
-#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <deque>
+#include <iterator>
+
 #include <fmt/format.h>
 
+#include "build_info.h"
 #include "core/apply.h"
+#include "core/flags.h"
 #include "explain.h"
 #include "core/message.h"
 #include "core/nft_apply.h"
@@ -21,44 +26,190 @@
 #include "core/planner.h"
 #include "core/restore_text.h"
 #include "core/rule_text.h"
+#include "system/dry_run_file.h"
 #include "system/recording_platform.h"
 
 namespace istio_iptables {
 namespace {
 
-struct Parsed {
-  std::map<std::string, std::string> command_line;  // long name -> value, only flags given
-  std::string log_level = "info";
-  ExplainRequest explain;
+// pilot-agent's logging flags (root flags in Istio: they may come before or after the
+// `istio-iptables` word), then the flags that are ours only.
+struct ExtraFlag {
+  const char* name;
+  const char* shorthand;
+  FlagType type;
+  const char* type_name;
+  const char* default_text;
+  const char* usage;
+};
+const ExtraFlag kGlobalFlags[] = {
+    {"log_as_json", "", FlagType::Bool, "", "", "Whether to format output as JSON or in plain console-friendly format"},
+    {"log_caller", "", FlagType::String, "string", "",
+     "Comma-separated list of scopes for which to include caller information"},
+    {"log_output_level", "", FlagType::String, "string", "",
+     "Comma-separated minimum per-scope logging level of messages to output, in the form of "
+     "<scope>:<level>,<scope>:<level>,... where level can be one of [debug, info, warn, error, fatal, none]"},
+    {"log_rotate", "", FlagType::String, "string", "", "Istio 1.22/1.23 only: the path of a rotating log file"},
+    {"log_rotate_max_age", "", FlagType::Int32, "int", "30", "Istio 1.22/1.23 only"},
+    {"log_rotate_max_backups", "", FlagType::Int32, "int", "1000", "Istio 1.22/1.23 only"},
+    {"log_rotate_max_size", "", FlagType::Int32, "int", "104857600", "Istio 1.22/1.23 only"},
+    {"log_stacktrace_level", "", FlagType::String, "string", "\"default:none\"",
+     "Comma-separated minimum per-scope logging level at which stack traces are captured"},
+    {"log_target", "", FlagType::StringArray, "stringArray", "[stdout]",
+     "The set of paths where to output the log. This can be any path as well as the special values stdout and "
+     "stderr"},
+    {"vklog", "", FlagType::Int32, "Level", "", "number for the log level verbosity. Like -v flag. ex: --vklog=9"},
+};
+const ExtraFlag kOurFlags[] = {
+    {"flow", "", FlagType::StringArray, "stringArray", "",
+     "explain: a packet, e.g. 'out tcp 10.0.0.1 -> 192.0.2.1:80 uid 0' (repeatable)"},
+    {"installed", "", FlagType::Bool, "", "", "explain: use the rules installed in the namespace, not the plan"},
+    {"json", "", FlagType::Bool, "", "", "explain: one JSON object per flow per line"},
+    {"version", "", FlagType::Bool, "", "", "print the version and exit"},
+};
+// Settings that are ours, not Istio's (listed apart in --help, so Istio's block stays Istio's).
+const char* const kOurSettings[] = {"compat", "ipv6", "dns-servers", "resolv-conf", "backend", "wait", "against"};
+
+FlagType flag_type(const SettingSpec& spec) {
+  if (spec.kind == SettingKind::Bool) return FlagType::Bool;
+  const std::string_view name = spec.name;
+  if (name == "iptables-probe-port") return FlagType::Uint16;
+  if (name == "probe-timeout") return FlagType::Duration;
+  return FlagType::String;
+}
+
+bool is_our_setting(std::string_view name) {
+  return std::any_of(std::begin(kOurSettings), std::end(kOurSettings), [&](const char* n) { return name == n; });
+}
+
+// The flag tables, built once per run from setting_specs() and the lists above. FlagSpec holds
+// views: the default texts pflag prints live in `texts`.
+struct FlagTables {
+  std::deque<std::string> texts;
+  std::vector<FlagSpec> istio;   ///< istio-iptables' own flags, help included
+  std::vector<FlagSpec> global;  ///< pilot-agent's logging flags
+  std::vector<FlagSpec> ours;    ///< flags Istio does not have
+  std::vector<FlagSpec> all;
 };
 
-// Builds the CLI11 app over `storage` (one string per setting). Every setting is a string so
-// that values are validated by settings.cc, in one place, with Istio's rules.
-void make_app(CLI::App& app, std::map<std::string, std::string>& storage, std::map<std::string, CLI::Option*>& options,
-              Parsed& parsed, std::vector<std::string>& log_targets) {
-  app.allow_windows_style_options(false);
-  app.allow_extras(true);  // unknown flags are reported with every other problem, below
+FlagTables flag_tables() {
+  FlagTables t;
   for (const auto& spec : setting_specs()) {
-    std::string names = fmt::format("--{}", spec.name);
-    if (*spec.short_name != '\0') names += fmt::format(",-{}", spec.short_name);
-    std::string help = spec.help;
-    if (*spec.env != '\0')
-      help += fmt::format(" [env {}{}]", spec.env, *spec.env_alias ? fmt::format(", {}", spec.env_alias) : "");
-    auto& slot = storage[spec.name];
-    auto* option = spec.kind == SettingKind::Bool ? app.add_flag(names, slot, help) : app.add_option(names, slot, help);
-    option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // pflag: the last one given wins
-    options[spec.name] = option;
+    const FlagType type = flag_type(spec);
+    std::string_view default_text;
+    if (type != FlagType::Bool && *spec.default_value != '\0')
+      default_text = t.texts.emplace_back(type == FlagType::String ? fmt::format("\"{}\"", spec.default_value)
+                                                                   : std::string(spec.default_value));
+    const char* type_name = type == FlagType::Bool       ? ""
+                            : type == FlagType::Uint16   ? "uint16"
+                            : type == FlagType::Duration ? "duration"
+                                                         : "string";
+    FlagSpec f{spec.name, spec.short_name, type, type_name, default_text, spec.help};
+    (is_our_setting(spec.name) ? t.ours : t.istio).push_back(f);
   }
-  // pilot-agent's logging flags: the injector always passes --log_output_level.
-  app.add_option("--log_output_level", parsed.log_level, "log level, e.g. default:info");
-  app.add_option("--log_stacktrace_level", "accepted for pilot-agent compatibility; ignored");
-  app.add_option("--log_target", log_targets, "accepted for pilot-agent compatibility; logs go to stderr");
-  app.add_flag("--log_as_json", "accepted for pilot-agent compatibility; ignored");
-  app.add_flag("--log_caller", "accepted for pilot-agent compatibility; ignored");
-  // explain's own flags (refused with any other command, below).
-  app.add_option("--flow", parsed.explain.flows, "explain: a packet, e.g. 'out tcp 10.0.0.1 -> 192.0.2.1:80 uid 0'");
-  app.add_flag("--installed", parsed.explain.installed, "explain: use the rules installed in the namespace");
-  app.add_flag("--json", parsed.explain.json, "explain: one JSON object per flow per line");
+  t.istio.push_back(FlagSpec{"help", "h", FlagType::Bool, "", "", "help for istio-iptables"});
+  for (const auto& g : kGlobalFlags)
+    t.global.push_back(FlagSpec{g.name, g.shorthand, g.type, g.type_name, g.default_text, g.usage});
+  for (const auto& o : kOurFlags)
+    t.ours.push_back(FlagSpec{o.name, o.shorthand, o.type, o.type_name, o.default_text, o.usage});
+  for (const auto* part : {&t.istio, &t.global, &t.ours}) t.all.insert(t.all.end(), part->begin(), part->end());
+  return t;
+}
+
+// The environment variable (and alias) of each flag that has one, a line each.
+std::string environment_bindings() {
+  std::string out;
+  for (const auto& spec : setting_specs())
+    if (*spec.env != '\0')
+      out += fmt::format("  --{:<36} {}{}\n", spec.name, spec.env,
+                         *spec.env_alias != '\0' ? fmt::format(", {}", spec.env_alias) : "");
+  return out;
+}
+
+// cobra's help layout (Long text, usage, the flag blocks), and our own flags and commands after it.
+std::string help_text(const FlagTables& t) {
+  auto block = [](const std::vector<FlagSpec>& specs) {
+    std::string b = flag_usages(specs);
+    if (!b.empty() && b.back() == '\n') b.pop_back();
+    return b;
+  };
+  return fmt::format(
+      "istio-iptables is responsible for setting up port forwarding for Istio Sidecar.\n\n"
+      "Usage:\n  pilot-agent istio-iptables [flags]\n  istio-iptables [apply|check|cleanup|explain] [flags]\n\n"
+      "Flags:\n{}\n\nGlobal Flags:\n{}\n\nFlags of this implementation (not Istio's):\n{}\n\n"
+      "Commands (not Istio's; the default is apply):\n"
+      "  apply     make the namespace hold the rules (Istio's istio-iptables)\n"
+      "  check     compare the installed rules with the plan; never writes\n"
+      "  cleanup   remove every rule, chain and route of ours (Istio's --cleanup-only, istio-clean-iptables)\n"
+      "  explain   where given packets go, and which rules sent them there\n\n"
+      "Environment (as Istio binds it: the flag wins, then the second variable, then the first):\n{}",
+      block(t.istio), block(t.global), block(t.ours), environment_bindings());
+}
+
+// What the command line asked for, before the environment is consulted.
+struct Invocation {
+  std::optional<Command> named;
+  std::map<std::string, std::string> command_line;  // setting name -> the last value given
+  std::string log_level = "info";
+  ExplainRequest explain;
+  bool help = false;
+  bool version = false;
+  std::vector<std::string> ignored;  // positional words, ignored as Istio ignores them
+};
+
+bool is_setting(std::string_view name) {
+  const auto& specs = setting_specs();
+  return std::any_of(specs.begin(), specs.end(), [&](const SettingSpec& s) { return name == s.name; });
+}
+
+// The words, as pflag and cobra read them: one flag table for every word (flags may come before
+// or after the `istio-iptables` word, as cobra allows), then the positional words: Istio's
+// subcommand names, then our command word, then anything else (ignored, with a warning).
+// `program` is argv[0]'s last component: invoked as istio-clean-iptables, the command is cleanup.
+Result<Invocation> read_command_line(const std::vector<std::string>& args, const std::string& program,
+                                     const FlagTables& tables) {
+  auto parsed = parse_args(args, tables.all);
+  if (!parsed) return parsed.error();
+  Invocation inv;
+  if (program == "istio-clean-iptables") inv.named = Command::Cleanup;
+  std::size_t next = 0;
+  const auto& words = parsed.value().positionals;
+  if (next < words.size() && (words[next] == "istio-iptables" || words[next] == "istio-clean-iptables")) {
+    if (words[next] == "istio-clean-iptables") inv.named = Command::Cleanup;
+    ++next;
+  }
+  auto command_word = [](const std::string& w) -> std::optional<Command> {
+    for (Command c : {Command::Apply, Command::Check, Command::Cleanup, Command::Explain})
+      if (w == command_name(c)) return c;
+    return std::nullopt;
+  };
+  if (next < words.size() && words[next] == "help") {
+    inv.help = true;
+    return inv;
+  }
+  if (next < words.size() && command_word(words[next]) && !inv.named) inv.named = command_word(words[next++]);
+  for (; next < words.size(); ++next) {
+    if (command_word(words[next]))
+      return Error{
+          fmt::format("the command word {} must come before every other word", quoted_for_message(words[next]))};
+    inv.ignored.push_back(words[next]);
+  }
+  for (const auto& v : parsed.value().values) {
+    if (is_setting(v.name))
+      inv.command_line[std::string(v.name)] = v.value;
+    else if (v.name == "log_output_level")
+      inv.log_level = v.value;
+    else if (v.name == "flow")
+      inv.explain.flows.push_back(v.value);
+    else if (v.name == "installed")
+      inv.explain.installed = v.value == "true";
+    else if (v.name == "json")
+      inv.explain.json = v.value == "true";
+    else if (v.name == "version")
+      inv.version = v.value == "true";
+  }
+  inv.help = inv.help || parsed.value().help;
+  return inv;
 }
 
 // pilot-agent's --log_output_level: "level" or "scope:level,...", the default scope counting.
@@ -78,20 +229,6 @@ int log_threshold(const std::string& spec) {
   if (level == "warn" || level == "warning") return 1;
   if (level == "error" || level == "fatal" || level == "none") return 2;
   return 0;
-}
-
-// pflag accepts "--name=" for an empty value; CLI11 wants the value as its own argument.
-std::vector<std::string> normalise(std::vector<std::string> args) {
-  std::vector<std::string> out;
-  for (auto& a : args) {
-    if (a.size() > 3 && a.compare(0, 2, "--") == 0 && a.back() == '=' && a.find('=') == a.size() - 1) {
-      out.push_back(a.substr(0, a.size() - 1));
-      out.emplace_back();
-    } else {
-      out.push_back(std::move(a));
-    }
-  }
-  return out;
 }
 
 // One record, one write: a line is formatted whole and handed to the stream at once, so the
@@ -399,48 +536,39 @@ Command choose_command(std::optional<Command> named, const RunOptions& run, Log&
 }  // namespace
 
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err) {
-  // The injector runs `pilot-agent istio-iptables ...`; accept the subcommand name as a no-op.
-  if (!args.empty() && args.front() == "istio-iptables") args.erase(args.begin());
-  std::optional<Command> named;
-  if (!args.empty()) {
-    for (Command c : {Command::Apply, Command::Check, Command::Cleanup, Command::Explain})
-      if (args.front() == command_name(c)) named = c;
-    if (named) args.erase(args.begin());
-  }
-  args = normalise(std::move(args));
-
-  CLI::App app{"istio-iptables: sets up a pod's traffic capture for the Istio sidecar", "istio-iptables"};
-  std::map<std::string, std::string> storage;
-  std::map<std::string, CLI::Option*> options;
-  Parsed parsed;
-  std::vector<std::string> log_targets;
-  make_app(app, storage, options, parsed, log_targets);
-
-  Log early(err, 0);
-  try {
-    std::vector<std::string> reversed(args.rbegin(), args.rend());
-    app.parse(reversed);
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    return exit_code::kOk;
-  } catch (const CLI::ParseError& e) {
-    early.error(e.what());
+  const FlagTables tables = flag_tables();
+  auto read = read_command_line(args, context.program_name, tables);
+  if (!read) {
+    // cobra's form: "Error: <pflag's message>" (Istio exits 255; we keep 2 for bad input). pflag
+    // echoes a flag's name as given: one carrying control bytes is quoted whole instead.
+    const std::string& message = read.error().message;
+    const bool plain = std::all_of(message.begin(), message.end(), [](char c) {
+      return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
+    });
+    Log(err, 0).line("Error: " + (plain ? message : quoted_for_message(message, 400)));
     return exit_code::kUsage;
   }
-  for (const auto& [name, option] : options)
-    if (option->count() > 0) parsed.command_line[name] = storage[name];
-  std::vector<std::string> unknown;
-  for (const auto& extra : app.remaining())
-    unknown.push_back(extra.size() > 1 && extra[0] == '-'
-                          ? fmt::format("unknown flag {}", quoted_for_message(extra))
-                          : fmt::format("unexpected argument {}", quoted_for_message(extra)));
+  Invocation& parsed = read.value();
+  if (parsed.help) {
+    out << help_text(tables);
+    return exit_code::kOk;
+  }
+  if (parsed.version) {
+    out << fmt::format("istio-iptables {} (revision {})\nrule layouts of Istio 1.22 and later (--compat), "
+                       "iptables and native nftables\n",
+                       build_info::kVersion, build_info::kRevision);
+    return exit_code::kOk;
+  }
+  const std::optional<Command> named = parsed.named;
   Log log(err, log_threshold(parsed.log_level));
+  for (const auto& word : parsed.ignored)
+    log.warn(fmt::format("ignoring the positional argument {}, as Istio does", quoted_for_message(word)));
 
   auto resolved = resolve_settings(parsed.command_line, context.environment);
   // Every fact that depends on the network namespace (addresses for IPv6 detection, the tables)
   // is read inside the target namespace: enter it before anything is asked.
   const std::string& netns = resolved["network-namespace"].value;
-  if (unknown.empty() && !netns.empty()) {
+  if (!netns.empty()) {
     if (context.platform == nullptr) {
       log.error("--network-namespace needs the machine, and this run has none");
       return exit_code::kFailure;
@@ -452,17 +580,14 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
       return named == Command::Check ? exit_code::kStateUnreadable : exit_code::kFailure;
     }
   }
-  // cleanup depends on no interface address: it is not asked for one.
-  const bool cleanup_named =
+  // cleanup depends on no interface address: it is not asked for one. Whether CLEANUP_ONLY
+  // chooses cleanup is the built settings' to say (releases before 1.24 have no such flag): a
+  // guess that turns out wrong is built again with the detection.
+  const bool cleanup_guess =
       named ? *named == Command::Cleanup : parse_go_bool(resolved["cleanup-only"].value).value_or(false);
-  auto built = build_settings(resolved, context.environment, *context.facts, /*detect_ipv6=*/!cleanup_named);
-  if (!unknown.empty()) {
-    for (const auto& m : unknown) log.error(m);
-    if (auto* problems = std::get_if<SettingsError>(&built))
-      for (const auto& m : problems->messages) log.error(m);
-    log.line("nothing was changed");
-    return exit_code::kUsage;
-  }
+  auto built = build_settings(resolved, context.environment, *context.facts, /*detect_ipv6=*/!cleanup_guess);
+  if (auto* guessed = std::get_if<Settings>(&built); guessed && !named && cleanup_guess && !guessed->run.cleanup_only)
+    built = build_settings(resolved, context.environment, *context.facts, /*detect_ipv6=*/true);
   if (auto* problems = std::get_if<SettingsError>(&built)) {
     for (const auto& m : problems->messages) log.error(m);
     if (problems->usage) log.line("nothing was changed");
@@ -496,6 +621,22 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   if (command == Command::Apply && settings.run.dry_run) {
     // The plan itself; no machine is asked.
     out << (settings.run.native_nftables ? nft_script(plan_nft(settings.config)) : dry_run_text(p));
+    // Istio's stub records what it would have run in DRY_RUN_FILE_PATH (iptables modes only).
+    auto record_path = context.environment.find("DRY_RUN_FILE_PATH");
+    if (record_path != context.environment.end() && !record_path->second.empty() && !settings.run.native_nftables) {
+      if (!context.write_file_from_start) {
+        log.error("DRY_RUN_FILE_PATH needs the machine, and this run has none");
+        return exit_code::kFailure;
+      }
+      DryRunRecord record;
+      record.initial_saves = settings.config.layout == Layout::Current || settings.config.layout == Layout::V1_24;
+      record.restore_format = settings.run.restore_format;
+      auto written = context.write_file_from_start(record_path->second, dry_run_file_text(p, record));
+      if (!written) {
+        log.error(written.error().message);
+        return exit_code::kFailure;
+      }
+    }
     return exit_code::kOk;
   }
   if (settings.run.native_nftables && !settings.run.against.empty()) {

@@ -5,6 +5,7 @@
 // `main` only passes the real ones and returns the exit code.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -27,9 +28,13 @@ inline constexpr int kValidationFailed = 126;  ///< Istio's: the validation prob
 
 /// What the CLI needs from outside: the environment and the machine's seams.
 struct CliContext {
+  /// argv[0]'s last component: invoked as `istio-clean-iptables`, the command is cleanup.
+  std::string program_name = "istio-iptables";
   std::map<std::string, std::string> environment;
   MachineFacts* facts = nullptr;
   Platform* platform = nullptr;
+  /// Writes a file from offset 0 without truncating it (DRY_RUN_FILE_PATH); empty: no machine.
+  std::function<Status(const std::string& path, const std::string& text)> write_file_from_start;
 };
 
 /// Runs one invocation (arguments without argv[0]); writes results to `out`, logs to `err`.

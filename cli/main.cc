@@ -5,6 +5,7 @@
 #include <string>
 
 #include "app.h"
+#include "system/dry_run_file.h"
 #include "system/host_facts.h"
 #include "system/real_platform.h"
 
@@ -14,6 +15,11 @@ int main(int argc, char** argv) {
   istio_iptables::HostFacts facts;
   istio_iptables::CliContext context;
   context.facts = &facts;
+  if (argc > 0 && argv[0] != nullptr) {
+    std::string program(argv[0]);
+    context.program_name = program.substr(program.find_last_of('/') + 1);
+  }
+  context.write_file_from_start = istio_iptables::write_from_start;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string entry(*e);
     auto eq = entry.find('=');

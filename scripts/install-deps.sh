@@ -5,7 +5,7 @@
 # dpkg-shlibdeps step; dpkg-dev comes with build-essential), python3-yaml (the manifest test).
 set -euo pipefail
 packages=(build-essential cmake pkg-config python3
-          libip4tc-dev libip6tc-dev libcli11-dev libfmt-dev catch2 libmnl-dev libnftnl-dev
+          libip4tc-dev libip6tc-dev libfmt-dev catch2 libmnl-dev libnftnl-dev
           iptables nftables iproute2 util-linux gnuplot-nox
           clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
           podman umoci file python3-yaml)

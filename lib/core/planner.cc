@@ -493,7 +493,12 @@ class Planner {
   void dns_udp_1_24() {
     const bool in_builtin = c_.layout == Layout::V1_22;
     const char* nat_chain = in_builtin ? "OUTPUT" : chains::kOutput;
-    if (!in_builtin) b_.append(Table::Nat, "OUTPUT", {udp()}, jump(chains::kOutput), trace::kJumpOutbound);
+    // Istio appends both UDP jumps first (nat, then raw): the order across tables shows in
+    // 1.22/1.23's one-command-a-line output (--restore-format=false, DRY_RUN_FILE_PATH).
+    if (!in_builtin) {
+      b_.append(Table::Nat, "OUTPUT", {udp()}, jump(chains::kOutput), trace::kJumpOutbound);
+      b_.append(Table::Raw, "OUTPUT", {udp()}, jump(chains::kOutput), trace::kJumpOutbound);
+    }
     const std::vector<Match> dns = {udp(), dport(Protocol::Udp, ports::kDns)};
     for (auto uid : c_.proxy_uids)
       b_.append(Table::Nat, nat_chain, {udp(), dport(Protocol::Udp, ports::kDns), uid_owner(uid)}, ret());
@@ -509,7 +514,6 @@ class Planner {
       for (const auto& s : c_.dns_servers_v6)
         b_.append_v6(Table::Nat, nat_chain, {udp(), dport(Protocol::Udp, ports::kDns), dst(host_prefix(s))}, to);
     }
-    if (!in_builtin) b_.append(Table::Raw, "OUTPUT", {udp()}, jump(chains::kOutput), trace::kJumpOutbound);
     conntrack_zones(in_builtin ? "OUTPUT" : chains::kOutput, /*legacy=*/true);
   }
 

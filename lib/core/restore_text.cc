@@ -97,34 +97,61 @@ std::string rule_spec(const Rule& rule) {
   return out;
 }
 
+namespace {
+
+// The chains a table's restore input declares: those that hold rules, in order of first use,
+// then jump targets not yet declared (Istio's two passes).
+std::vector<std::string> declared_chains(const Ruleset& ruleset, Table table) {
+  std::vector<std::string> declared;
+  auto declare = [&](const std::string& chain) {
+    if (is_builtin_chain(chain)) return;
+    if (std::find(declared.begin(), declared.end(), chain) != declared.end()) return;
+    declared.push_back(chain);
+  };
+  for (const auto& op : ruleset.ops)
+    if (op.table == table) declare(op.chain);
+  for (const auto& op : ruleset.ops)
+    if (op.table == table)
+      if (auto target = jump_chain(op.rule)) declare(*target);
+  return declared;
+}
+
+std::string op_text(const RuleOp& op) {
+  if (op.insert_position) return fmt::format("-I {} {} {}", op.chain, *op.insert_position, rule_spec(op.rule));
+  return fmt::format("-A {} {}", op.chain, rule_spec(op.rule));
+}
+
+}  // namespace
+
 std::string restore_text(const Ruleset& ruleset) {
   std::string out;
   for (Table table : kAllTables) {
     if (!ruleset.uses_table(table)) continue;
     out += fmt::format("* {}\n", table_name(table));
-    // Declarations: chains that hold rules, in order of first use; then jump targets not yet
-    // declared (Istio's two passes).
-    std::vector<std::string> declared;
-    auto declare = [&](const std::string& chain) {
-      if (is_builtin_chain(chain)) return;
-      if (std::find(declared.begin(), declared.end(), chain) != declared.end()) return;
-      declared.push_back(chain);
-      out += "-N " + chain + "\n";
-    };
+    for (const auto& chain : declared_chains(ruleset, table)) out += "-N " + chain + "\n";
     for (const auto& op : ruleset.ops)
-      if (op.table == table) declare(op.chain);
-    for (const auto& op : ruleset.ops)
-      if (op.table == table)
-        if (auto target = jump_chain(op.rule)) declare(*target);
-    for (const auto& op : ruleset.ops) {
-      if (op.table != table) continue;
-      if (op.insert_position)
-        out += fmt::format("-I {} {} {}\n", op.chain, *op.insert_position, rule_spec(op.rule));
-      else
-        out += fmt::format("-A {} {}\n", op.chain, rule_spec(op.rule));
-    }
+      if (op.table == table) out += op_text(op) + "\n";
     out += "COMMIT\n";
   }
+  return out;
+}
+
+std::string command_text(const Ruleset& ruleset, Family family) {
+  const char* binary = family == Family::V4 ? "iptables" : "ip6tables";
+  std::string out;
+  // Chains in order of first use across tables, then jump targets not yet declared.
+  std::vector<std::pair<Table, std::string>> declared;
+  auto declare = [&](Table table, const std::string& chain) {
+    if (is_builtin_chain(chain)) return;
+    const std::pair<Table, std::string> key{table, chain};
+    if (std::find(declared.begin(), declared.end(), key) != declared.end()) return;
+    declared.push_back(key);
+    out += fmt::format("{} -t {} -N {}\n", binary, table_name(table), chain);
+  };
+  for (const auto& op : ruleset.ops) declare(op.table, op.chain);
+  for (const auto& op : ruleset.ops)
+    if (auto target = jump_chain(op.rule)) declare(op.table, *target);
+  for (const auto& op : ruleset.ops) out += fmt::format("{} -t {} {}\n", binary, table_name(op.table), op_text(op));
   return out;
 }
 
@@ -137,10 +164,11 @@ std::string dry_run_text(const Plan& plan) {
   return out;
 }
 
-std::string dry_run_file_text(const Plan& plan, bool initial_saves) {
-  std::string out = initial_saves ? "iptables-save\nip6tables-save\n" : "";
-  out += restore_text(plan.v4);
-  if (plan.v6) out += restore_text(*plan.v6);
+std::string dry_run_file_text(const Plan& plan, const DryRunRecord& record) {
+  auto input = [&](const Ruleset& r, Family f) { return record.restore_format ? restore_text(r) : command_text(r, f); };
+  std::string out = record.initial_saves ? "iptables-save\nip6tables-save\n" : "";
+  out += input(plan.v4, Family::V4);
+  if (plan.v6) out += input(*plan.v6, Family::V6);
   out += plan.v6 ? "iptables-save\nip6tables-save\n" : "iptables-save\n";
   return out;
 }

@@ -20,10 +20,21 @@ std::string restore_text(const Ruleset& ruleset);
 /// IPv6 text.
 std::string dry_run_text(const Plan& plan);
 
+/// The commands Istio 1.22/1.23 ran one by one with --restore-format=false: every "-N" first, in
+/// order of first use across tables ("iptables -t nat -N ISTIO_INBOUND"; "ip6tables" for IPv6),
+/// then every rule in Istio's order across tables ("iptables -t nat -A ...").
+std::string command_text(const Ruleset& ruleset, Family family);
+
+/// How Istio's stub recorded a dry run, by release.
+struct DryRunRecord {
+  bool initial_saves = true;   ///< 1.24 and later: the state check's two saves come first
+  bool restore_format = true;  ///< false: 1.22/1.23's --restore-format=false, one command a line
+};
+
 /// What Istio's stubbed iptables records in DRY_RUN_FILE_PATH for an apply (the format of its
-/// capture golden files): with `initial_saves` (Istio 1.24 and later) the state check's
-/// "iptables-save" and "ip6tables-save" lines first, then the IPv4 restore input, the IPv6 one
-/// when IPv6 is enabled, and the final "iptables-save" (and "ip6tables-save" with IPv6).
-std::string dry_run_file_text(const Plan& plan, bool initial_saves);
+/// capture golden files): the state check's "iptables-save" and "ip6tables-save" lines (1.24 and
+/// later), the IPv4 restore input (or commands), the IPv6 one when IPv6 is enabled, and the
+/// final "iptables-save" (and "ip6tables-save" with IPv6).
+std::string dry_run_file_text(const Plan& plan, const DryRunRecord& record);
 
 }  // namespace istio_iptables

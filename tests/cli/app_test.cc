@@ -79,17 +79,31 @@ TEST_CASE("cli: DRY_RUN in the environment means dry run") {
   CHECK_FALSE(r.out.empty());
 }
 
-TEST_CASE("cli: unknown flags and stray arguments are usage errors (exit 2), reported with the other problems") {
+TEST_CASE("cli: an unknown flag is a usage error (exit 2) in pflag's words, a stray word is ignored with a warning") {
   FakeFacts facts;
   facts.ipv6 = false;
+  // pflag stops at the first problem (istio-operator-behaviour.md 2.1: "Error: unknown flag: --foo").
   auto r = run({"-n", "--bogus", "-p", "0", "stray"}, {}, facts);
   CHECK(r.code == 2);
   CHECK(r.out.empty());
-  CHECK_THAT(r.err, Catch::Contains("unknown flag \"--bogus\""));
-  CHECK_THAT(r.err, Catch::Contains("unexpected argument \"stray\""));
-  CHECK_THAT(r.err, Catch::Contains("--envoy-port: invalid value \"0\""));
+  CHECK_THAT(r.err, Catch::Contains("Error: unknown flag: --bogus"));
+  // Positional words are accepted and ignored, as Istio's cobra command ignores them.
+  auto stray = run({"-n", "-u", "1337", "stray"}, {}, facts);
+  CHECK(stray.code == 0);
+  CHECK_FALSE(stray.out.empty());
+  CHECK_THAT(stray.err, Catch::Contains("ignoring the positional argument \"stray\""));
+  // Values are still ours to refuse, every problem at once.
+  auto bad = run({"-n", "-p", "0", "-z", "x"}, {}, facts);
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--envoy-port: invalid value \"0\""));
+  CHECK_THAT(bad.err, Catch::Contains("--inbound-capture-port: invalid value \"x\""));
   auto missing = run({"-n", "-p"}, {}, facts);
   CHECK(missing.code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("Error: flag needs an argument: 'p' in -p"));
+  // A command word after another positional word is refused rather than ignored: "check" must
+  // not apply. (Flags may come before it, as cobra allows flags before a subcommand.)
+  auto late = run({"-n", "-u", "1337", "stray", "check"}, {}, facts);
+  CHECK(late.code == 2);
 }
 
 TEST_CASE("cli: a machine that cannot answer exits 1 and says how to avoid asking it") {

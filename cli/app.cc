@@ -18,8 +18,11 @@
 #include "build_info.h"
 #include "core/apply.h"
 #include "core/flags.h"
+#include "core/istio_dump.h"
 #include "explain.h"
+#include "istio_log.h"
 #include "core/message.h"
+#include "core/number.h"
 #include "core/nft_apply.h"
 #include "core/nft_planner.h"
 #include "core/nft_script.h"
@@ -149,8 +152,8 @@ std::string help_text(const FlagTables& t) {
 // What the command line asked for, before the environment is consulted.
 struct Invocation {
   std::optional<Command> named;
-  std::map<std::string, std::string> command_line;  // setting name -> the last value given
-  std::string log_level = "info";
+  std::map<std::string, std::string> command_line;             // setting name -> the last value given
+  std::vector<std::pair<std::string, std::string>> log_flags;  // pilot-agent's logging flags, in order
   ExplainRequest explain;
   bool help = false;
   bool version = false;
@@ -197,8 +200,8 @@ Result<Invocation> read_command_line(const std::vector<std::string>& args, const
   for (const auto& v : parsed.value().values) {
     if (is_setting(v.name))
       inv.command_line[std::string(v.name)] = v.value;
-    else if (v.name == "log_output_level")
-      inv.log_level = v.value;
+    else if (is_log_flag(v.name, 22))  // every release's logging flags; the release is checked later
+      inv.log_flags.emplace_back(std::string(v.name), v.value);
     else if (v.name == "flow")
       inv.explain.flows.push_back(v.value);
     else if (v.name == "installed")
@@ -212,48 +215,31 @@ Result<Invocation> read_command_line(const std::vector<std::string>& args, const
   return inv;
 }
 
-// pilot-agent's --log_output_level: "level" or "scope:level,...", the default scope counting.
-// Returns 0 for debug/info, 1 for warn, 2 for error/fatal/none.
-int log_threshold(const std::string& spec) {
-  std::string level = spec;
-  std::size_t pos = 0;
-  while (pos <= spec.size()) {
-    std::size_t end = spec.find(',', pos);
-    std::string item = spec.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-    std::size_t colon = item.find(':');
-    if (colon == std::string::npos || item.compare(0, colon, "default") == 0)
-      level = colon == std::string::npos ? item : item.substr(colon + 1);
-    if (end == std::string::npos) break;
-    pos = end + 1;
-  }
-  if (level == "warn" || level == "warning") return 1;
-  if (level == "error" || level == "fatal" || level == "none") return 2;
-  return 0;
-}
-
-// One record, one write: a line is formatted whole and handed to the stream at once, so the
-// lines of concurrent runs sharing a terminal or a log file never interleave mid-line.
+// The run's log: Istio's records (cli/istio_log.h) at Istio's levels. Lines of ours (the
+// backend chosen, what was committed) are info records in the same format.
 class Log {
  public:
-  Log(std::ostream& stream, int threshold) : stream_(stream), threshold_(threshold) {}
-  void info(const std::string& message) {
-    if (threshold_ == 0) line("info\t" + message);
-  }
-  void warn(const std::string& message) {
-    if (threshold_ <= 1) line("warn\t" + message);
-  }
-  void error(const std::string& message) { line("error: " + message); }
-  /// A line as it is ("nothing was changed").
-  void line(std::string text) {
-    text += '\n';
-    stream_.write(text.data(), static_cast<std::streamsize>(text.size()));
-    stream_.flush();
-  }
+  explicit Log(IstioLog& log) : log_(log) {}
+  void debug(const std::string& message) { log_.debug(message); }
+  void info(const std::string& message) { log_.info(message); }
+  void warn(const std::string& message) { log_.warn(message); }
+  void error(const std::string& message) { log_.error(message); }
+  /// A closing remark ("nothing was changed").
+  void line(const std::string& text) { log_.info(text); }
 
  private:
-  std::ostream& stream_;
-  int threshold_;
+  IstioLog& log_;
 };
+
+// The release --compat names, as a minor number (kCurrentReleaseMinor for "current" and for
+// anything the settings will refuse anyway): the logging flags and texts depend on it.
+int release_minor(const std::map<std::string, std::string>& command_line) {
+  auto it = command_line.find("compat");
+  if (it == command_line.end() || it->second.rfind("1.", 0) != 0) return kCurrentReleaseMinor;
+  const std::string rest = it->second.substr(2);
+  auto minor = parse_unsigned(rest.substr(0, rest.find('.')), 998, NumberSyntax::Decimal);
+  return minor ? static_cast<int>(*minor) : kCurrentReleaseMinor;
+}
 
 // Compares the plan with a stored iptables-restore text (a golden file), without the kernel.
 int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out, Log& log) {
@@ -430,6 +416,14 @@ Status apply_rules(const Settings& settings, const Plan& p, Platform& platform, 
   }
   auto session = open_iptables(run, platform, true, log);
   if (!session) return Error{session.error().message};
+  // Istio's records for the restore it runs; ours names the mechanism that commits instead.
+  log.info(istio_message::kApplying);
+  const std::string& how = session.value().opened.description;
+  const std::string mechanism = how.rfind("restore", 0) == 0   ? "iptables-restore"
+                                : how.rfind("libiptc", 0) == 0 ? "iptables-legacy (in-process libiptc commit)"
+                                                               : "iptables-nft (in-process nf_tables transaction)";
+  log.info(restore_message(mechanism, restore_text(p.v4)));
+  if (p.v6) log.info(restore_message(mechanism, restore_text(*p.v6)));
   auto applied = apply_plan(*session.value().opened.store, p);
   if (!applied) return Error{applied.error().message};
   log_outcome(log, run.dry_run, "applied", applied.value().committed, "the tables already hold the plan");
@@ -537,6 +531,10 @@ Command choose_command(std::optional<Command> named, const RunOptions& run, Log&
 
 int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err) {
   const FlagTables tables = flag_tables();
+  auto out_sink = std::make_shared<StreamLogSink>(out);
+  auto err_sink = std::make_shared<StreamLogSink>(err);
+  // Records before the logging flags are read go where Istio's go: stdout, console format.
+  IstioLog early(LogOptions{}, {out_sink});
   auto read = read_command_line(args, context.program_name, tables);
   if (!read) {
     // cobra's form: "Error: <pflag's message>" (Istio exits 255; we keep 2 for bad input). pflag
@@ -545,7 +543,9 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     const bool plain = std::all_of(message.begin(), message.end(), [](char c) {
       return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
     });
-    Log(err, 0).line("Error: " + (plain ? message : quoted_for_message(message, 400)));
+    const std::string shown = plain ? message : quoted_for_message(message, 400);
+    err_sink->write("Error: " + shown + "\n");
+    early.error(shown);
     return exit_code::kUsage;
   }
   Invocation& parsed = read.value();
@@ -560,11 +560,30 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     return exit_code::kOk;
   }
   const std::optional<Command> named = parsed.named;
-  Log log(err, log_threshold(parsed.log_level));
+  auto resolved = resolve_settings(parsed.command_line, context.environment);
+  // Records go to stdout as Istio's do, except where stdout carries a result: the rules of a dry
+  // run (our CI contract), check's differences, explain's answers. Those runs log to stderr.
+  const bool dry_run = parse_go_bool(resolved["dry-run"].value).value_or(false);
+  const bool results_on_stdout = dry_run || named == Command::Check || named == Command::Explain;
+  const int minor = release_minor(parsed.command_line);
+  if (minor >= 24)
+    for (const auto& [name, value] : parsed.log_flags)
+      if (!is_log_flag(name, minor)) {
+        err_sink->write("Error: unknown flag: --" + name + "\n");
+        early.error("unknown flag: --" + name);
+        return exit_code::kUsage;
+      }
+  auto configured = configure_istio_log(parsed.log_flags, minor, results_on_stdout ? err_sink : out_sink, err_sink);
+  if (!configured) {
+    err_sink->write("Error: " + configured.error().message + "\n");
+    early.error(configured.error().message);
+    return exit_code::kUsage;
+  }
+  IstioLog& istio_log = *configured.value();
+  Log log(istio_log);
   for (const auto& word : parsed.ignored)
     log.warn(fmt::format("ignoring the positional argument {}, as Istio does", quoted_for_message(word)));
 
-  auto resolved = resolve_settings(parsed.command_line, context.environment);
   // Every fact that depends on the network namespace (addresses for IPv6 detection, the tables)
   // is read inside the target namespace: enter it before anything is asked.
   const std::string& netns = resolved["network-namespace"].value;
@@ -594,8 +613,14 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
     return problems->usage ? exit_code::kUsage : exit_code::kFailure;
   }
   const auto& settings = std::get<Settings>(built);
-  for (const auto& w : settings.warnings) log.warn(w);
   const Command command = choose_command(named, settings.run, log);
+  // Istio's opening records for the commands it has: apply and cleanup.
+  if (command == Command::Apply || command == Command::Cleanup) {
+    if (settings.run.dry_run) log.info(istio_message::kDryRun);
+    log.info(environment_dump(context.environment));
+    log.info(config_dump(settings, resolved, context.environment, minor));
+  }
+  for (const auto& w : settings.warnings) log.warn(w);
 
   const bool explain_flags = !parsed.explain.flows.empty() || parsed.explain.installed || parsed.explain.json;
   if (explain_flags && command != Command::Explain) {
@@ -621,6 +646,18 @@ int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& ou
   if (command == Command::Apply && settings.run.dry_run) {
     // The plan itself; no machine is asked.
     out << (settings.run.native_nftables ? nft_script(plan_nft(settings.config)) : dry_run_text(p));
+    if (!settings.run.native_nftables) {
+      // What Istio logs in a dry run (its stub's empty listings, its plain binary names).
+      if (minor >= 25) log.info(istio_message::kCleanState);
+      log.info(istio_message::kApplying);
+      log.info(restore_message("iptables-restore", restore_text(p.v4)));
+      if (p.v6 || minor < 25) log.info(restore_message("ip6tables-restore", p.v6 ? restore_text(*p.v6) : ""));
+      if (minor >= 25) {
+        log.info(final_state_message(Family::V4, ""));
+        if (p.v6) log.info(final_state_message(Family::V6, ""));
+      }
+      log.info(istio_message::kSkipRoutesDryRun);
+    }
     // Istio's stub records what it would have run in DRY_RUN_FILE_PATH (iptables modes only).
     auto record_path = context.environment.find("DRY_RUN_FILE_PATH");
     if (record_path != context.environment.end() && !record_path->second.empty() && !settings.run.native_nftables) {

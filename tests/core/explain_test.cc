@@ -341,7 +341,7 @@ TEST_CASE("explain: a deleted rule changes the path the installed rules give", "
   CHECK(after.port == std::optional<std::uint16_t>(15001));
 }
 
-TEST_CASE("explain: the CLI prints a verdict line and the trail, or one JSON object a line; bad flows exit 2",
+TEST_CASE("explain: the CLI prints a verdict line and the trail, or one JSON object a line, and bad flows exit 2",
           "[explain]") {
   FakeFacts facts;
   std::vector<std::string> args = shell_words(std::string("explain ") + kInjected + " --ipv6 off");

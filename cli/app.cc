@@ -348,12 +348,20 @@ void log_outcome(Log& log, bool dry_run, const char* done, const std::vector<std
 // Our rules of one mode, removed: by cleanup, and by an apply in the other mode, so that after
 // an apply the namespace holds ours of one mode only. An apply removes them after its own rules
 // are in place, so capture never lapses.
+// Both variants of iptables are looked at: an earlier run may have chosen the other one (a
+// forced binary, or legacy rules that came or went), and ours are removed wherever they are.
 Status remove_iptables_rules(const RunOptions& run, Platform& platform, Log& log) {
-  auto session = open_iptables(run, platform, true, log);
-  if (!session) return Error{session.error().message};
-  auto removed = cleanup(*session.value().opened.store);
-  if (!removed) return Error{removed.error().message};
-  log_outcome(log, run.dry_run, "removed our iptables rules", removed.value().committed, "no iptables rules of ours");
+  for (const char* variant : {"legacy", "nft"}) {
+    RunOptions each = run;
+    each.force_iptables_binary = variant;
+    if (each.backend == "libiptc" && std::string_view(variant) == "nft") each.backend = "auto";
+    auto session = open_iptables(each, platform, true, log);
+    if (!session) return Error{session.error().message};
+    auto removed = cleanup(*session.value().opened.store);
+    if (!removed) return Error{removed.error().message};
+    log_outcome(log, run.dry_run, fmt::format("removed our iptables rules ({})", variant).c_str(),
+                removed.value().committed, fmt::format("no iptables rules of ours ({})", variant).c_str());
+  }
   return ok_status();
 }
 

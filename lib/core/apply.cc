@@ -44,28 +44,48 @@ Result<std::vector<Job>> prepare(NetfilterStore& store, const Plan* plan) {
 }
 
 Result<ApplyOutcome> run_jobs(NetfilterStore& store, const std::vector<Job>& jobs) {
+  std::vector<TableKey> keys;
+  keys.reserve(jobs.size());
+  for (const auto& job : jobs) keys.push_back(TableKey{job.family, job.table});
+  auto committed = store.transact_all(keys, [&](std::size_t i, const Snapshot& now) {
+    return Result<std::optional<TableWrite>>(write_for(now, desired_table(now, jobs[i].ops)));
+  });
+  if (!committed) return Error{committed.error().message};
+  ApplyOutcome outcome;
+  for (std::size_t i = 0; i < jobs.size() && i < committed.value().size(); ++i)
+    if (committed.value()[i]) outcome.committed.push_back(where(jobs[i].family, jobs[i].table));
+  return outcome;
+}
+
+}  // namespace
+
+// The default for stores that commit one table at a time (libiptc, iptables-restore, memory):
+// each table in its own commit, and the tables already committed written back, newest first,
+// when a later commit fails. Here rather than in store.h because it needs reconcile's
+// restore_write.
+Result<std::vector<bool>> NetfilterStore::transact_all(const std::vector<TableKey>& tables,
+                                                       const TableDecision& decide) {
   struct Committed {
-    const Job* job;
+    std::size_t index;
     Snapshot before;
   };
   std::vector<Committed> done;
-  ApplyOutcome outcome;
-  for (const auto& job : jobs) {
+  std::vector<bool> out(tables.size(), false);
+  for (std::size_t i = 0; i < tables.size(); ++i) {
     Snapshot before;
-    auto r = store.transact(job.family, job.table, [&](const Snapshot& now) -> Result<std::optional<TableWrite>> {
-      auto write = write_for(now, desired_table(now, job.ops));
-      if (write) before = now;  // the state this write replaces: what a rollback puts back
+    auto r = transact(tables[i].family, tables[i].table, [&](const Snapshot& now) -> Result<std::optional<TableWrite>> {
+      auto write = decide(i, now);
+      if (write && write.value()) before = now;  // the state this write replaces: what a rollback puts back
       return write;
     });
     if (!r) {
-      // Put back what was already committed, newest first.
       std::vector<std::string> not_restored;
       for (auto it = done.rbegin(); it != done.rend(); ++it) {
-        auto back = store.transact(
-            it->job->family, it->job->table,
-            [&](const Snapshot& now) -> Result<std::optional<TableWrite>> { return restore_write(now, it->before); });
-        if (!back)
-          not_restored.push_back(fmt::format("{} ({})", where(it->job->family, it->job->table), back.error().message));
+        const TableKey& key = tables[it->index];
+        auto back = transact(key.family, key.table, [&](const Snapshot& now) -> Result<std::optional<TableWrite>> {
+          return restore_write(now, it->before);
+        });
+        if (!back) not_restored.push_back(fmt::format("{} ({})", where(key.family, key.table), back.error().message));
       }
       std::string state = done.empty()           ? "nothing had been changed"
                           : not_restored.empty() ? "the tables already written were put back as they were"
@@ -73,14 +93,12 @@ Result<ApplyOutcome> run_jobs(NetfilterStore& store, const std::vector<Job>& job
       return Error{fmt::format("{}; {}", r.error().message, state)};
     }
     if (r.value()) {
-      done.push_back(Committed{&job, std::move(before)});
-      outcome.committed.push_back(where(job.family, job.table));
+      done.push_back(Committed{i, std::move(before)});
+      out[i] = true;
     }
   }
-  return outcome;
+  return out;
 }
-
-}  // namespace
 
 Result<ApplyOutcome> apply_plan(NetfilterStore& store, const Plan& plan) {
   auto jobs = prepare(store, &plan);

@@ -1,12 +1,14 @@
 // Apply, cleanup and check over a NetfilterStore: the whole-namespace logic, kernel-free.
 //
 // Apply is all or nothing across tables and families. Every rule is encoded before the first
-// commit, so a rule the store cannot express stops the run with nothing changed. Then each table
-// that needs it is written in one commit; when a later commit fails, the tables already committed
-// are written back as they were read, so the namespace is either entirely as before or entirely
-// as planned. A table that already holds exactly the plan is not written at all (its counters
-// are kept). Tables the plan does not use are visited only when they exist, to remove our rules
-// of an earlier configuration; asking whether they exist never creates them.
+// commit, so a rule the store cannot express stops the run with nothing changed. Then every
+// (family, table) is decided and written through the store's transact_all: one nf_tables
+// transaction for the nf_tables store; for the others each table that needs it in one commit,
+// and when a later commit fails, the tables already committed are written back as they were
+// read, so the namespace is either entirely as before or entirely as planned. A table that
+// already holds exactly the plan is not written at all (its counters are kept). Tables the plan
+// does not use are visited only when they exist, to remove our rules of an earlier
+// configuration; asking whether they exist never creates them.
 #pragma once
 
 #include <string>

@@ -6,6 +6,11 @@
 // Rules read from the kernel are opaque blobs with an identity; only the store knows how they
 // are encoded. A rule of ours is encoded by the store too, so that "is this installed rule the
 // one we want" is a comparison of identities, i.e. of what the kernel holds, not of text.
+//
+// A run decides every (family, table) it visits through transact_all. x_tables commit one table
+// at a time, so the default implementation (apply.cc) transacts table by table and writes the
+// tables already committed back when a later one fails; nf_tables can commit every table of both
+// families in one transaction, and its store does exactly that from one read.
 #pragma once
 
 #include <functional>
@@ -57,6 +62,15 @@ struct TableWrite {
   std::vector<std::string> delete_chains;
 };
 
+/// One (family, table) of a transaction over several tables.
+struct TableKey {
+  Family family;
+  Table table;
+};
+
+/// What to write to tables[index], given the table as read (nullopt: nothing).
+using TableDecision = std::function<Result<std::optional<TableWrite>>(std::size_t index, const Snapshot&)>;
+
 /// A store of netfilter tables (libiptc in the system layer; in memory in tests).
 class NetfilterStore {
  public:
@@ -78,6 +92,13 @@ class NetfilterStore {
   /// table is as wanted after all. Returns whether a commit was made.
   virtual Result<bool> transact(Family family, Table table,
                                 const std::function<Result<std::optional<TableWrite>>(const Snapshot&)>& decide) = 0;
+
+  /// Reads every table of `tables`, asks `decide` about each and writes what it answers: all of
+  /// it or none of it. Returns, per table, whether it was written. The default commits table by
+  /// table through transact() and, when a commit fails, writes the tables already committed back
+  /// as they were read (the error says whether that worked); a store that can commit all tables
+  /// in one transaction overrides it.
+  virtual Result<std::vector<bool>> transact_all(const std::vector<TableKey>& tables, const TableDecision& decide);
 };
 
 }  // namespace istio_iptables

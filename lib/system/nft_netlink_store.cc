@@ -24,6 +24,7 @@
 // checks it under its commit mutex and refuses the whole batch with ERESTART when it moved on.
 // No message asks for an ack: the kernel runs the batch inside sendmsg() and queues an error
 // only for messages that failed, which we drain without blocking and map back to the operation.
+// The socket, the dumps and the batch are nf_tables_batch.h's, shared with the iptables-nft store.
 #include "system/nft_netlink_store.h"
 
 #include <arpa/inet.h>
@@ -31,11 +32,8 @@
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <libmnl/libmnl.h>
-#include <libnftnl/batch.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
@@ -61,7 +59,6 @@ namespace {
 constexpr const char* kOurPrefix = "istio-proxy-";
 constexpr std::uint32_t kInetServiceType = 13;  // nft's TYPE_INET_SERVICE
 constexpr unsigned kIfNameSize = 16;
-const std::size_t kBufferSize = static_cast<std::size_t>(MNL_SOCKET_BUFFER_SIZE);
 
 // ---- small RAII helpers ---------------------------------------------------------------------------
 
@@ -81,8 +78,6 @@ using RulePtr = std::unique_ptr<nftnl_rule, RuleDeleter>;
 using SetPtr = std::unique_ptr<nftnl_set, SetDeleter>;
 using ChainPtr = std::unique_ptr<nftnl_chain, ChainDeleter>;
 using TablePtr = std::unique_ptr<nftnl_table, TableDeleter>;
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 bool has_our_prefix(const char* name) { return name && std::strncmp(name, kOurPrefix, std::strlen(kOurPrefix)) == 0; }
 
@@ -576,70 +571,16 @@ std::string modules_for(const Rule& rule) {
   return out;
 }
 
-// ---- netlink plumbing ---------------------------------------------------------------------------
-
-/// Sends one request and runs `cb` over every reply until the dump ends.
-Status netlink_request(mnl_socket* nl, nlmsghdr* nlh, std::uint32_t seq, const std::function<int(const nlmsghdr*)>& cb,
-                       const char* what, bool* interrupted) {
-  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-    return Error{std::string("cannot read nf_tables: sending ") + what + " failed (" + errno_text(errno) + ")"};
-  const unsigned portid = mnl_socket_get_portid(nl);
-  std::vector<char> buf(kBufferSize * 4);
-  struct Ctx {
-    const std::function<int(const nlmsghdr*)>* cb;
-    bool* interrupted;
-  } ctx{&cb, interrupted};
-  for (;;) {
-    const ssize_t n = mnl_socket_recvfrom(nl, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR && interrupted) {
-        *interrupted = true;
-        return ok_status();
-      }
-      return Error{std::string("cannot read nf_tables: receiving ") + what + " failed (" + errno_text(errno) + ")"};
-    }
-    const int ret = mnl_cb_run(
-        buf.data(), static_cast<std::size_t>(n), seq, portid,
-        [](const nlmsghdr* h, void* data) -> int {
-          auto* c = static_cast<Ctx*>(data);
-          if ((h->nlmsg_flags & NLM_F_DUMP_INTR) && c->interrupted) *c->interrupted = true;
-          return (*c->cb)(h);
-        },
-        &ctx);
-    if (ret < 0) {
-      const int err = errno;
-      if (err == EINTR && interrupted) {
-        *interrupted = true;
-        return ok_status();
-      }
-      if (err == EAFNOSUPPORT || err == EOPNOTSUPP || err == EPROTONOSUPPORT)
-        return Error{std::string("cannot read nf_tables: the kernel has no nf_tables (") + what + ": " +
-                     errno_text(err) + ")"};
-      return Error{std::string("cannot read nf_tables: ") + what + " failed (" + errno_text(err) + ")"};
-    }
-    if (ret == MNL_CB_STOP) return ok_status();
-  }
-}
-
 }  // namespace
 
 // ---- the store ------------------------------------------------------------------------------------
 
-NetlinkStore::NetlinkStore(mnl_socket* socket) : socket_(socket), seq_(static_cast<std::uint32_t>(getpid()) << 12) {}
-
-NetlinkStore::~NetlinkStore() { mnl_socket_close(socket_); }
+NetlinkStore::NetlinkStore(std::unique_ptr<NfTablesSocket> socket) : socket_(std::move(socket)) {}
 
 Result<std::unique_ptr<NetlinkStore>> NetlinkStore::open() {
-  mnl_socket* nl = mnl_socket_open(NETLINK_NETFILTER);
-  if (!nl)
-    return Error{"cannot open a netfilter netlink socket: the kernel has no nfnetlink/nf_tables (" + errno_text(errno) +
-                 ")"};
-  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-    const int err = errno;
-    mnl_socket_close(nl);
-    return Error{"cannot bind a netfilter netlink socket (" + errno_text(err) + ")"};
-  }
-  return std::unique_ptr<NetlinkStore>(new NetlinkStore(nl));
+  auto socket = NfTablesSocket::open();
+  if (!socket) return Error{socket.error().message};
+  return std::unique_ptr<NetlinkStore>(new NetlinkStore(std::move(socket).value()));
 }
 
 Result<std::string> NetlinkStore::fingerprint(const std::string& table, const Rule& rule) {
@@ -692,28 +633,16 @@ Result<InstalledState> NetlinkStore::read() {
 }
 
 Result<InstalledState> NetlinkStore::read_once(bool* consistent) {
-  std::vector<char> buf(kBufferSize);
   bool interrupted = false;
   auto getgen = [&](std::uint32_t* out) -> Status {
-    const std::uint32_t seq = ++seq_;
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETGEN, NFPROTO_UNSPEC, NLM_F_ACK, seq);
-    return netlink_request(
-        socket_, nlh, seq,
-        [out](const nlmsghdr* h) {
-          if ((h->nlmsg_type & 0xff) != NFT_MSG_NEWGEN) return MNL_CB_OK;
-          nftnl_gen* g = nftnl_gen_alloc();
-          if (nftnl_gen_nlmsg_parse(h, g) == 0) *out = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
-          nftnl_gen_free(g);
-          return MNL_CB_OK;
-        },
-        "NFT_MSG_GETGEN", nullptr);
+    auto gen = socket_->generation();
+    if (!gen) return gen.error();
+    *out = gen.value();
+    return ok_status();
   };
-  auto dump = [&](std::uint16_t type, const char* what, const std::function<int(const nlmsghdr*)>& cb,
+  auto dump = [&](std::uint16_t type, const char*, const std::function<int(const nlmsghdr*)>& cb,
                   const std::function<void(nlmsghdr*)>& payload = nullptr) -> Status {
-    const std::uint32_t seq = ++seq_;
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET, NLM_F_DUMP, seq);
-    if (payload) payload(nlh);
-    return netlink_request(socket_, nlh, seq, cb, what, &interrupted);
+    return socket_->dump(type, NFPROTO_INET, cb, &interrupted, payload);
   };
 
   InstalledState state;
@@ -860,21 +789,11 @@ Result<InstalledState> NetlinkStore::read_once(bool* consistent) {
 }
 
 Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
-  nftnl_batch* batch =
-      nftnl_batch_alloc(static_cast<std::uint32_t>(kBufferSize * 16), static_cast<std::uint32_t>(kBufferSize * 4));
-  std::unique_ptr<nftnl_batch, void (*)(nftnl_batch*)> batch_guard(batch, nftnl_batch_free);
-  std::vector<std::pair<std::uint32_t, std::string>> what;   // seq -> description
-  std::vector<std::pair<std::uint32_t, std::string>> hints;  // seq -> modules the message needs
+  NfTablesBatch batch(*socket_, tx.generation);
+  std::vector<std::pair<std::size_t, std::string>> hints;  // message index -> modules it needs
   auto hdr = [&](std::uint16_t type, std::uint16_t flags, std::string description) {
-    const std::uint32_t seq = ++seq_;
-    what.emplace_back(seq, std::move(description));
-    return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch)), type, NFPROTO_INET, flags, seq);
+    return batch.message(type, NFPROTO_INET, flags, std::move(description));
   };
-
-  const std::uint32_t begin_seq = ++seq_;
-  nlmsghdr* begin = nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(batch)), begin_seq);
-  mnl_attr_put_u32(begin, NFNL_BATCH_GENID, htonl(tx.generation));
-  nftnl_batch_update(batch);
 
   std::uint32_t next_set_id = 1;
   for (const auto& op : tx.operations) {
@@ -911,7 +830,7 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
         nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, op.chain.base->priority);
         d += std::string(" { type ") + chain_type_name(op.chain.base->type) + " hook " +
              hook_name(op.chain.base->hook) + " priority " + std::to_string(op.chain.base->priority) + " ; }";
-        if (op.chain.base->type == ChainType::Nat) hints.emplace_back(seq_ + 1, "nft_chain_nat");
+        if (op.chain.base->type == ChainType::Nat) hints.emplace_back(batch.messages(), "nft_chain_nat");
       }
       nftnl_chain_nlmsg_build_payload(hdr(NFT_MSG_NEWCHAIN, NLM_F_CREATE, d), c.get());
       break;
@@ -947,7 +866,7 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
         nftnl_set_set_data(set.get(), NFTNL_SET_USERDATA, udata, sizeof(udata));
         nftnl_set_nlmsg_build_payload(hdr(NFT_MSG_NEWSET, NLM_F_CREATE, "anonymous set of rule `" + text + "`"),
                                       set.get());
-        nftnl_batch_update(batch);
+        batch.end_message();
         for (auto p : s.ports) {
           nftnl_set_elem* e = nftnl_set_elem_alloc();
           const std::uint16_t be = htons(p);
@@ -956,74 +875,34 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
         }
         nftnl_set_elems_nlmsg_build_payload(
             hdr(NFT_MSG_NEWSETELEM, NLM_F_CREATE, "elements of the anonymous set of rule `" + text + "`"), set.get());
-        nftnl_batch_update(batch);
+        batch.end_message();
       }
       const std::string mods = modules_for(op.rule);
-      if (!mods.empty()) hints.emplace_back(seq_ + 1, mods);
+      if (!mods.empty()) hints.emplace_back(batch.messages(), mods);
       nftnl_rule_nlmsg_build_payload(hdr(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
                                          "add rule inet " + op.table + " " + op.chain.name + " " + text),
                                      r.get());
       break;
     }
     }
-    nftnl_batch_update(batch);
+    batch.end_message();
   }
-  nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(batch)), ++seq_);
-  nftnl_batch_update(batch);
-
-  const int iovlen = nftnl_batch_iovec_len(batch);
-  std::vector<iovec> iov(static_cast<std::size_t>(iovlen));
-  nftnl_batch_iovec(batch, iov.data(), static_cast<std::uint32_t>(iovlen));
-  std::size_t total = 0;
-  for (const auto& v : iov) total += v.iov_len;
-  const int fd = mnl_socket_get_fd(socket_);
-  const int sndbuf = static_cast<int>(std::max<std::size_t>(total * 2, 1 << 20));
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
-  const int rcvbuf = static_cast<int>(std::max<std::size_t>(what.size() * 256, 1 << 20));
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
-  sockaddr_nl snl{};
-  snl.nl_family = AF_NETLINK;
-  msghdr msg{};
-  msg.msg_name = &snl;
-  msg.msg_namelen = sizeof(snl);
-  msg.msg_iov = iov.data();
-  msg.msg_iovlen = iov.size();
-  if (sendmsg(fd, &msg, 0) < 0)
-    return Error{"cannot commit the nftables transaction: sendmsg failed (" + errno_text(errno) +
-                 "); nothing was changed"};
-
-  // The kernel ran the batch inside sendmsg(): only failed messages left an error behind.
-  bool restart = false;
-  std::vector<std::string> failures;
-  std::vector<char> buf(kBufferSize * 4);
-  for (;;) {
-    const ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-    if (n <= 0) break;
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
-      if (h->nlmsg_type != NLMSG_ERROR) continue;
-      const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h));
-      if (err->error == 0) continue;
-      const int e = -err->error;
-      if (e == ERESTART || e == EAGAIN) {
-        restart = true;
-        continue;
-      }
-      std::string desc = "message " + std::to_string(h->nlmsg_seq);
-      for (const auto& [seq, d] : what)
-        if (seq == h->nlmsg_seq) desc = d;
+  auto sent = batch.send();
+  if (!sent) return Error{sent.error().message};
+  if (!sent.value().failures.empty()) {
+    std::string msg_text = "cannot commit the nftables transaction: ";
+    bool first = true;
+    for (const auto& f : sent.value().failures) {
       std::string hint;
-      for (const auto& [seq, m] : hints)
-        if (seq == h->nlmsg_seq && (e == ENOENT || e == EOPNOTSUPP)) hint = "; does the kernel have " + m + "?";
-      failures.push_back("kernel refused `" + desc + "` (" + errno_text(e) + hint + ")");
+      for (const auto& [index, m] : hints)
+        if (index == f.message && (f.error == ENOENT || f.error == EOPNOTSUPP))
+          hint = "; does the kernel have " + m + "?";
+      msg_text += (first ? "" : "; ") + f.text(hint);
+      first = false;
     }
-  }
-  if (!failures.empty()) {
-    std::string msg_text = "cannot commit the nftables transaction: " + failures.front();
-    for (std::size_t i = 1; i < failures.size(); ++i) msg_text += "; " + failures[i];
     return Error{msg_text + "; nothing was changed"};
   }
-  if (restart) return CommitOutcome::GenerationChanged;
+  if (sent.value().restart) return CommitOutcome::GenerationChanged;
   return CommitOutcome::Committed;
 }
 

@@ -7,9 +7,8 @@
 #include <string>
 
 #include "core/nft_store.h"
+#include "system/nf_tables_batch.h"
 #include "system/xt_entry.h"
-
-struct mnl_socket;
 
 namespace istio_iptables::nft {
 
@@ -21,7 +20,6 @@ class NetlinkStore : public NftStore {
  public:
   /// Opens the socket; an error naming the cause when the kernel has no nfnetlink.
   static Result<std::unique_ptr<NetlinkStore>> open();
-  ~NetlinkStore() override;
   NetlinkStore(const NetlinkStore&) = delete;
   NetlinkStore& operator=(const NetlinkStore&) = delete;
 
@@ -30,13 +28,12 @@ class NetlinkStore : public NftStore {
   Result<CommitOutcome> commit(const Transaction& transaction) override;
 
  private:
-  explicit NetlinkStore(mnl_socket* socket);
+  explicit NetlinkStore(std::unique_ptr<NfTablesSocket> socket);
   Result<InstalledState> read_once(bool* consistent);
   /// A user or group name, from /etc/passwd or /etc/group read directly (never NSS), once.
   Result<std::uint32_t> resolve_owner(const OwnerId& id, bool group);
 
-  mnl_socket* socket_;
-  std::uint32_t seq_;
+  std::unique_ptr<NfTablesSocket> socket_;
   EtcGroupResolver groups_;
   std::map<std::string, std::uint32_t> names_;  // resolved user and group names ("g:java", "u:app")
 };

@@ -1,10 +1,11 @@
-// Backend choice. libiptc is the default: in-process, one commit per table, no child process.
-// It programs legacy x_tables, so it is the wrong tool where the namespace already holds
-// nf_tables-based iptables rules (both would be active, and kube-proxy's or the CNI's would sit
-// in the other one) or where the kernel has no legacy x_tables; there the restore backend drives
-// iptables-nft-restore. Detection reads nf_tables' table list through netlink and /proc for
-// x_tables: it creates nothing (Istio's probe appends a rule, which creates the nat table and
-// flips its own answer on the next start).
+// Backend choice. First the variant, as Istio chooses it (iptables_nft_choice.h): legacy where
+// the namespace already holds legacy tables, else nf_tables where the kernel has it, else legacy;
+// --force-iptables-binary picks one. Then the mechanism (--backend): in-process by default,
+// libiptc for legacy x_tables and IptablesNftStore for nf_tables (every table of both families in
+// one transaction, no child process), falling back to iptables-nft-restore where netlink is
+// refused; --backend restore drives the chosen variant's restore binaries. The detection reads
+// /proc and asks nf_tables for its generation: it creates nothing (Istio's probe appends a rule,
+// which creates the nat table and flips its own answer on the next start).
 #include "system/real_platform.h"
 
 #include <fcntl.h>
@@ -16,6 +17,8 @@
 
 #include <fmt/format.h>
 
+#include "system/iptables_nft_choice.h"
+#include "system/iptables_nft_store.h"
 #include "system/libiptc_store.h"
 #include "system/netlink.h"
 #include "system/nft_netlink_store.h"
@@ -45,65 +48,40 @@ Result<std::shared_ptr<void>> RealPlatform::lock(double wait_seconds) {
   return std::shared_ptr<void>(std::make_shared<XtablesLock>(std::move(lock).value()));
 }
 
-namespace {
-// Does the namespace hold tables that iptables-nft made (ip/ip6 family, iptables' table names)?
-bool nft_iptables_in_use(std::string& why) {
-  auto tables = netlink::list_nft_tables();
-  if (!tables) return false;
-  for (const auto& t : tables.value()) {
-    if (t.family != 2 /*NFPROTO_IPV4*/ && t.family != 10 /*NFPROTO_IPV6*/) continue;
-    if (t.name == "nat" || t.name == "filter" || t.name == "mangle" || t.name == "raw") {
-      why = fmt::format("the namespace already holds nf_tables-based iptables rules (table {} {})",
-                        t.family == 2 ? "ip" : "ip6", t.name);
-      return true;
-    }
-  }
-  return false;
-}
-}  // namespace
-
 Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
-  std::string why;
-  Backend backend = request.backend;
-  std::string variant = request.force_binary;
-  if (backend == Backend::Auto) {
-    if (variant == "nft") {
-      backend = Backend::Restore;
-      why = "--force-iptables-binary nft";
-    } else if (variant == "legacy") {
-      backend = Backend::Libiptc;  // legacy x_tables, in-process; fails clearly where there are none
-      why = "--force-iptables-binary legacy";
-    } else if (nft_iptables_in_use(why)) {
-      backend = Backend::Restore;
-      variant = "nft";
-    } else if (!legacy_xtables_available(Family::V4)) {
-      backend = Backend::Restore;
-      variant = "nft";
-      why = "the kernel has no legacy x_tables";
-    } else {
-      backend = Backend::Libiptc;
-      why = "legacy x_tables available and no nf_tables-based iptables rules in the namespace";
-    }
-  }
-  if (backend == Backend::Libiptc) {
-    if (variant == "nft")
+  // --backend libiptc names legacy x_tables' own library: the legacy variant, in-process.
+  if (request.backend == Backend::Libiptc) {
+    if (request.force_binary == "nft")
       return Error{"--backend libiptc programs legacy x_tables; it cannot honour --force-iptables-binary nft"};
     return OpenedStore{std::make_unique<LibiptcStore>(groups_),
-                       fmt::format("libiptc (in-process): {}", why.empty() ? "--backend libiptc" : why)};
+                       "libiptc (in-process, legacy x_tables): --backend libiptc"};
   }
-  if (variant.empty()) {
-    std::string ignored;
-    variant = nft_iptables_in_use(ignored) || !legacy_xtables_available(Family::V4) ? "nft" : "legacy";
+  auto choice = choose_variant(request.force_binary, read_variant_facts());
+  if (!choice) return Error{choice.error().message};
+  const bool nft = choice.value().variant == IptablesVariant::Nft;
+  std::string why = choice.value().why;
+  if (request.backend == Backend::Auto) {
+    if (!nft)
+      return OpenedStore{std::make_unique<LibiptcStore>(groups_),
+                         fmt::format("libiptc (in-process, legacy x_tables): {}", why)};
+    auto store = IptablesNftStore::open(groups_);
+    if (store)
+      return OpenedStore{std::move(store).value(),
+                         fmt::format("iptables-nft in-process (nf_tables, one transaction): {}", why), false};
+    why = fmt::format("{}; in-process nf_tables refused ({})", why, store.error().message);
   }
   // The binaries see what iptables would: our PATH, our XTABLES_LOCKFILE (so that they and the
   // writers this tool waits for share one lock) and, through --wait, our patience.
+  const std::string variant = nft ? "nft" : "legacy";
   std::map<std::string, std::string> child_environment;
   for (const char* name : {"PATH", "XTABLES_LOCKFILE"})
     if (auto it = environment_.find(name); it != environment_.end()) child_environment.emplace(name, it->second);
   auto store = RestoreStore::open(variant, std::move(child_environment), groups_, request.wait_seconds);
   if (!store) return Error{store.error().message};
   return OpenedStore{std::move(store).value(),
-                     fmt::format("iptables-{}-restore: {}", variant, why.empty() ? "--backend restore" : why), false};
+                     fmt::format("iptables-{}-restore: {}{}", variant, why,
+                                 request.backend == Backend::Restore ? " (--backend restore)" : ""),
+                     false};
 }
 
 Status RealPlatform::configure_routes(const RouteRequest& request) {

@@ -753,4 +753,109 @@ void entry_for_append(Family family, const std::string& blob, std::string& entry
   }
 }
 
+// ---- the extensions of an entry, as nf_tables' compat expressions carry them ---------------------
+
+namespace {
+
+template <typename Entry>
+std::optional<EntryExtensions> extensions_of(const std::string& blob) {
+  if (blob.size() < sizeof(Entry)) return std::nullopt;
+  Entry e;
+  std::memcpy(&e, blob.data(), sizeof e);
+  const std::size_t target_offset = e.target_offset, next_offset = e.next_offset;
+  if (target_offset < sizeof(Entry) || next_offset > blob.size() ||
+      target_offset + sizeof(xt_entry_target) > next_offset)
+    return std::nullopt;
+  auto name_of = [](const char* name, std::size_t size) { return std::string(name, strnlen(name, size)); };
+  EntryExtensions out;
+  for (std::size_t off = sizeof(Entry); off < target_offset;) {
+    if (off + sizeof(xt_entry_match) > target_offset) return std::nullopt;
+    xt_entry_match m;
+    std::memcpy(&m, blob.data() + off, sizeof m);
+    const std::size_t size = m.u.match_size;
+    if (size < align(sizeof(xt_entry_match)) || off + size > target_offset) return std::nullopt;
+    out.matches.push_back(
+        XtExtension{name_of(m.u.user.name, sizeof m.u.user.name), m.u.user.revision,
+                    blob.substr(off + align(sizeof(xt_entry_match)), size - align(sizeof(xt_entry_match)))});
+    off += size;
+  }
+  xt_entry_target t;
+  std::memcpy(&t, blob.data() + target_offset, sizeof t);
+  const std::size_t size = t.u.target_size;
+  if (size < align(sizeof(xt_entry_target)) || target_offset + size > next_offset) return std::nullopt;
+  std::string name = name_of(t.u.user.name, sizeof t.u.user.name);
+  if (!name.empty())
+    out.target =
+        XtExtension{name, t.u.user.revision,
+                    blob.substr(target_offset + align(sizeof(xt_entry_target)), size - align(sizeof(xt_entry_target)))};
+  return out;
+}
+
+// An entry holding only `match` (after the protocol `-p`) or only `target` (else a RETURN), for
+// the legacy decoder to read.
+template <typename F>
+std::string entry_with(std::optional<Protocol> protocol, const XtExtension* match, const XtExtension* target) {
+  using Entry = typename F::Entry;
+  Entry header{};
+  if (protocol) F::set_proto(header, *protocol == Protocol::Tcp ? IPPROTO_TCP : IPPROTO_UDP);
+  std::string bytes(sizeof(Entry), '\0');
+  auto append = [&](const auto& head, const std::string& info) {
+    std::string h(align(sizeof head), '\0');
+    std::memcpy(h.data(), &head, sizeof head);
+    bytes += h + info;
+  };
+  if (match) {
+    xt_entry_match m{};
+    m.u.user.match_size = static_cast<std::uint16_t>(align(sizeof m) + match->info.size());
+    std::strncpy(m.u.user.name, match->name.c_str(), sizeof m.u.user.name - 1);
+    m.u.user.revision = static_cast<std::uint8_t>(match->revision);
+    append(m, match->info);
+  }
+  header.target_offset = static_cast<std::uint16_t>(bytes.size());
+  std::string label;
+  if (target) {
+    xt_entry_target t{};
+    t.u.user.target_size = static_cast<std::uint16_t>(align(sizeof t) + target->info.size());
+    std::strncpy(t.u.user.name, target->name.c_str(), sizeof t.u.user.name - 1);
+    t.u.user.revision = static_cast<std::uint8_t>(target->revision);
+    append(t, target->info);
+  } else {
+    xt_standard_target t{};
+    t.target.u.user.target_size = static_cast<std::uint16_t>(align(sizeof t));
+    std::string s(align(sizeof t), '\0');
+    std::memcpy(s.data(), &t, sizeof t);
+    bytes += s;
+    label = "RETURN";
+  }
+  header.next_offset = static_cast<std::uint16_t>(bytes.size());
+  std::memcpy(bytes.data(), &header, sizeof header);
+  return bytes + label;
+}
+
+}  // namespace
+
+std::optional<EntryExtensions> entry_extensions(Family family, const std::string& blob) {
+  return family == Family::V4 ? extensions_of<ipt_entry>(blob) : extensions_of<ip6t_entry>(blob);
+}
+
+std::optional<Match> decode_xt_match(Family family, std::optional<Protocol> protocol, const XtExtension& match) {
+  if (match.revision > 0xff || match.info.size() % align(1) != 0 || match.info.size() > 0xff00) return std::nullopt;
+  const std::string entry =
+      family == Family::V4 ? entry_with<V4>(protocol, &match, nullptr) : entry_with<V6>(protocol, &match, nullptr);
+  auto rule = decode_entry(family, entry);
+  if (!rule || rule->matches.size() != (protocol ? 2U : 1U)) return std::nullopt;
+  return rule->matches.back();
+}
+
+std::optional<Target> decode_xt_target(Family family, const XtExtension& target) {
+  if (target.revision > 0xff || target.info.size() % align(1) != 0 || target.info.size() > 0xff00 ||
+      target.name.empty())
+    return std::nullopt;
+  const std::string entry = family == Family::V4 ? entry_with<V4>(std::nullopt, nullptr, &target)
+                                                 : entry_with<V6>(std::nullopt, nullptr, &target);
+  auto rule = decode_entry(family, entry);
+  if (!rule || !rule->matches.empty()) return std::nullopt;
+  return rule->target;
+}
+
 }  // namespace istio_iptables

@@ -12,6 +12,10 @@
 // cannot live in the name field itself, where a 40-byte module target such as MARK looks just
 // like a standard one. The identity is the normalised blob: counters, kernel-written fields and
 // name padding zeroed.
+//
+// iptables-nft puts these same match and target payloads, unchanged, into nf_tables' compat
+// expressions; entry_extensions and decode_xt_* give them to the nf_tables store
+// (iptables_nft_store.h), so that their layout is known in this one place.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/model.h"
 #include "core/result.h"
@@ -69,5 +74,30 @@ std::string blob_from_kernel(Family family, const void* entry, const char* label
 
 /// The entry of a blob, ready for iptc_append_entry (the label written into the name), in `out`.
 void entry_for_append(Family family, const std::string& blob, std::string& out);
+
+/// One x_tables extension as nft_compat carries it in NFTA_MATCH_* / NFTA_TARGET_*: the name, the
+/// revision and the payload, exactly the bytes an entry holds (XT_ALIGN'ed, zero-padded).
+struct XtExtension {
+  std::string name;
+  std::uint32_t revision = 0;
+  std::string info;
+};
+
+/// The matches of an entry blob in order, and its module target (nullopt for a standard one).
+struct EntryExtensions {
+  std::vector<XtExtension> matches;
+  std::optional<XtExtension> target;
+};
+
+/// The extensions of an entry blob made by encode_entry; nullopt when it is not a well-formed entry.
+std::optional<EntryExtensions> entry_extensions(Family family, const std::string& blob);
+
+/// One match payload read into our model, in a rule whose protocol (`-p`, not negated) is
+/// `protocol`: nullopt when outside the model or when encoding it again would not give the same
+/// bytes (the legacy decoder decides, on an entry holding only this match).
+std::optional<Match> decode_xt_match(Family family, std::optional<Protocol> protocol, const XtExtension& match);
+
+/// One target payload read into our model, as decode_xt_match.
+std::optional<Target> decode_xt_target(Family family, const XtExtension& target);
 
 }  // namespace istio_iptables

@@ -143,3 +143,47 @@ TEST_CASE("check: reports missing and extra rules by family, table and chain") {
   CHECK_THAT(text, Catch::Contains("IPv4 nat ISTIO_OUTPUT: missing: -j ISTIO_REDIRECT"));
   CHECK_THAT(text, Catch::Contains("IPv4 nat ISTIO_OUTPUT: extra: -p tcp --dport 7 -j RETURN"));
 }
+
+namespace {
+// A store that commits every table in one transaction, as the nf_tables store does: it answers
+// transact_all itself and counts its calls; per-table transact must not be used.
+class OneTransactionStore final : public MemoryStore {
+ public:
+  int transactions = 0;
+  int per_table = 0;
+  std::vector<TableKey> last;
+  Result<bool> transact(Family f, Table t,
+                        const std::function<Result<std::optional<TableWrite>>(const Snapshot&)>& decide) override {
+    ++per_table;
+    return MemoryStore::transact(f, t, decide);
+  }
+  Result<std::vector<bool>> transact_all(const std::vector<TableKey>& keys, const TableDecision& decide) override {
+    ++transactions;
+    last = keys;
+    std::vector<bool> out;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto done =
+          MemoryStore::transact(keys[i].family, keys[i].table, [&](const Snapshot& now) { return decide(i, now); });
+      if (!done) return Error{done.error().message};
+      out.push_back(done.value());
+    }
+    return out;
+  }
+};
+}  // namespace
+
+TEST_CASE("apply: a store that commits all tables at once is asked once, for every table of both families") {
+  OneTransactionStore store;
+  auto r = apply_plan(store, plan(sidecar(true, true)));
+  REQUIRE(r);
+  CHECK(store.transactions == 1);
+  CHECK(store.per_table == 0);
+  REQUIRE(store.last.size() == 4);  // the tables the plan uses; none exists yet
+  CHECK(store.last[0].family == Family::V4);
+  CHECK(store.last[3].family == Family::V6);
+  CHECK(r.value().committed == std::vector<std::string>{"IPv4 nat", "IPv4 raw", "IPv6 nat", "IPv6 raw"});
+  auto cleaned = cleanup(store);
+  REQUIRE(cleaned);
+  CHECK(store.transactions == 2);
+  CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT").empty());
+}

@@ -313,7 +313,8 @@ def drop_invalid():
             # is a TCP segment, so the expectation is the same. Its counter is istio-drop's.
             count = lambda: int(re.search(r"^\s*counter packets (\d+) bytes \d+ drop$", sh(in_ns(POD, "nft list chain inet istio-proxy-mangle istio-drop")).stdout, re.M).group(1))
         else:
-            count = lambda: int(re.search(r"^\s*(\d+)\s+\d+\s+DROP", sh(in_ns(POD, "iptables-legacy -t mangle -nvxL ISTIO_DROP")).stdout, re.M).group(1))
+            # A fresh pod namespace gets the nf_tables variant of iptables, as Istio chooses.
+            count = lambda: int(re.search(r"^\s*(\d+)\s+\d+\s+DROP", sh(in_ns(POD, "iptables-nft -t mangle -nvxL ISTIO_DROP")).stdout, re.M).group(1))
         before = count()
         sh(in_ns(PEER, f"{PY} {NODE} invalid-tcp {PEER4} {POD4} 8080"))
         time.sleep(0.2)

@@ -84,7 +84,11 @@ def tool(args, *more):
     more = list(more)
     command = [more.pop(0)] if more and more[0] in ("apply", "check", "cleanup") else []
     lead = [args[0]] if args and args[0] == "istio-iptables" else []
-    return f"{shlex.quote(TOOL)} {q(lead + command + args[len(lead):] + more + ['--log_target', 'stderr'])}"
+    # The legacy variant unless the test chooses: these suites compare with iptables-legacy-restore
+    # (tests/system/iptables_nft_test.py covers the nf_tables variant a fresh namespace gets).
+    chooses = any(w.startswith(("--backend", "--native-nftables", "--force-iptables-binary")) for w in args + more)
+    backend = [] if chooses else ["--backend", "libiptc"]
+    return f"{shlex.quote(TOOL)} {q(lead + command + args[len(lead):] + more + backend + ['--log_target', 'stderr'])}"
 
 
 def env_prefix(env):

@@ -370,15 +370,17 @@ def switching_modes_leaves_our_rules_of_the_new_mode_only_and_foreign_rules_of_b
 
 @test
 def switching_modes_beside_a_foreign_ip_nat_table_keeps_its_rule():
-    # A foreign `table ip nat` makes the iptables mode use iptables-nft (ISTIO_* chains in that
-    # table); the native apply must take ours out of it and leave the foreign chain and rule.
+    # The iptables mode on the nf_tables variant (forced: beside the foreign legacy rules of the
+    # setup, the choice would be legacy, as Istio's) puts ISTIO_* chains into the foreign
+    # `table ip nat`; the native apply must take ours out of it and leave the foreign chain and rule.
     name = "istio-empty"
     s = steps(("nat0", "nft -a list chain ip nat postrouting"), ("f0", "nft -a list table inet filter"),
-              ("iptables", cli(name, native=False)), ("t1", "nft -s list table ip nat"),
+              ("iptables", cli(name, "--force-iptables-binary", "nft", native=False)),
+              ("t1", "nft -s list table ip nat"),
               ("native", cli(name)), ("t2", "nft -s list table ip nat"),
               ("nat2", "nft -a list chain ip nat postrouting"),
               ("f2", "nft -a list table inet filter"), ("n2", "nft -s list ruleset"), ("l2", LEGACY_RULES),
-              ("back", cli(name, native=False)), ("n3", "nft -s list ruleset"),
+              ("back", cli(name, "--force-iptables-binary", "nft", native=False)), ("n3", "nft -s list ruleset"),
               ("nat3", "nft -a list chain ip nat postrouting"), ("f3", "nft -a list table inet filter"),
               setup=foreign())
     for k in ["iptables", "native", "back"]:

@@ -36,7 +36,8 @@ SAVE_NAT = "iptables-legacy-save -t nat | grep -v '^#'"
 
 def appended_after_our_jump(backend):
     args, env = scenario("sidecar-no-dns")
-    apply = tool(args, "--backend", backend)
+    # The legacy variant: the listing compared is iptables-legacy's.
+    apply = tool(args, "--backend", backend, *(["--force-iptables-binary", "legacy"] if backend == "restore" else []))
     p = ns(f"{apply} 2>/dev/null && iptables-legacy -t nat -A OUTPUT {FOREIGN} && "
            f"echo '== before =='; {SAVE_NAT}; "
            f"echo '== check =='; {tool(args, 'check')} 2>&1; echo rc=$?; "

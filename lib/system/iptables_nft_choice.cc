@@ -1,0 +1,46 @@
+// See iptables_nft_choice.h. The legacy tables are the lines of /proc/net/ip_tables_names and
+// ip6_tables_names: the kernel lists there the x_tables tables instantiated in the reading
+// namespace, which is exactly when iptables-legacy-save prints something (Istio's "existing
+// rules": three lines or more). No file means no legacy x_tables module, so no legacy rules.
+#include "system/iptables_nft_choice.h"
+
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "system/nf_tables_batch.h"
+
+namespace istio_iptables {
+
+Result<VariantChoice> choose_variant(const std::string& force, const VariantFacts& facts) {
+  if (force == "legacy") return VariantChoice{IptablesVariant::Legacy, "--force-iptables-binary legacy"};
+  if (force == "nft") return VariantChoice{IptablesVariant::Nft, "--force-iptables-binary nft"};
+  if (!force.empty()) return Error{fmt::format("--force-iptables-binary {}: expected legacy or nft", force)};
+  if (!facts.legacy_tables.empty())
+    return VariantChoice{IptablesVariant::Legacy, fmt::format("the namespace already holds legacy iptables tables ({})",
+                                                              fmt::join(facts.legacy_tables, ", "))};
+  if (!facts.nft_missing)
+    return VariantChoice{IptablesVariant::Nft,
+                         "no legacy iptables tables in the namespace and the kernel has nf_tables"};
+  return VariantChoice{
+      IptablesVariant::Legacy,
+      fmt::format("no legacy iptables tables in the namespace, but nf_tables is unusable ({})", *facts.nft_missing)};
+}
+
+VariantFacts read_variant_facts() {
+  VariantFacts facts;
+  for (const char* family : {"ip", "ip6"}) {
+    std::ifstream in(fmt::format("/proc/net/{}_tables_names", family));
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) facts.legacy_tables.push_back(fmt::format("{} {}", family, line));
+  }
+  auto socket = NfTablesSocket::open();
+  if (!socket) {
+    facts.nft_missing = socket.error().message;
+  } else if (auto gen = socket.value()->generation(); !gen) {
+    facts.nft_missing = gen.error().message;
+  }
+  return facts;
+}
+
+}  // namespace istio_iptables

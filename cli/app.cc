@@ -19,6 +19,7 @@
 #include "core/apply.h"
 #include "core/flags.h"
 #include "core/istio_dump.h"
+#include "backend_request.h"
 #include "explain.h"
 #include "istio_log.h"
 #include "core/message.h"
@@ -320,13 +321,7 @@ struct IptablesSession {
 };
 
 Result<IptablesSession> open_iptables(const RunOptions& run, Platform& platform, bool writes, Log& log) {
-  BackendRequest request;
-  request.backend = run.backend == "libiptc"   ? Backend::Libiptc
-                    : run.backend == "restore" ? Backend::Restore
-                                               : Backend::Auto;
-  request.force_binary = run.force_iptables_binary;
-  request.wait_seconds = run.wait_seconds;
-  auto opened = platform.open_store(request);
+  auto opened = platform.open_store(backend_request(run));
   if (!opened) return Error{opened.error().message};
   log.info("backend: " + opened.value().description);
   IptablesSession session{std::move(opened).value(), {}};

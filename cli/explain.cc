@@ -5,6 +5,7 @@
 // --installed from the namespace through the read-only platform the CLI handed in: the iptables
 // backend `check` uses (raw, mangle and nat of each family a flow needs), or in native nftables
 // mode our inet tables. The walk itself (lib/core/explain.h) does not know where they came from.
+#include "backend_request.h"
 #include "explain.h"
 
 #include <map>
@@ -19,13 +20,7 @@ namespace istio_iptables {
 namespace {
 
 Result<IptablesView> installed_iptables(Platform& platform, const RunOptions& run, Family family) {
-  BackendRequest request;
-  request.backend = run.backend == "libiptc"   ? Backend::Libiptc
-                    : run.backend == "restore" ? Backend::Restore
-                                               : Backend::Auto;
-  request.force_binary = run.force_iptables_binary;
-  request.wait_seconds = run.wait_seconds;
-  auto opened = platform.open_store(request);
+  auto opened = platform.open_store(backend_request(run));
   if (!opened) return Error{opened.error().message};
   NetfilterStore& store = *opened.value().store;
   IptablesView view;

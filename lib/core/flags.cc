@@ -272,17 +272,18 @@ std::string num_error(std::string_view func, std::string_view text, NumError err
   return out;
 }
 
-// time.ParseDuration: the error text, or "" when `s` is a duration (negative ones included).
-std::string go_duration_error(std::string_view s) {
+}  // namespace
+
+GoDuration parse_go_duration(std::string_view s) {
   const std::string_view orig = s;
-  const auto invalid = [&] { return "time: invalid duration " + time_quote(orig); };
+  const auto invalid = [&] { return GoDuration{"time: invalid duration " + time_quote(orig), false, 0}; };
   constexpr std::uint64_t kLimit = std::uint64_t{1} << 63;
   bool negative = false;
   if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
     negative = s[0] == '-';
     s.remove_prefix(1);
   }
-  if (s == "0") return {};
+  if (s == "0") return GoDuration{};
   if (s.empty()) return invalid();
   const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
   std::uint64_t total = 0;
@@ -326,7 +327,7 @@ std::string go_duration_error(std::string_view s) {
     if (!pre && !post) return invalid();
     std::size_t u = 0;
     while (u < s.size() && !(s[u] == '.' || is_digit(s[u]))) ++u;
-    if (u == 0) return "time: missing unit in duration " + time_quote(orig);
+    if (u == 0) return GoDuration{"time: missing unit in duration " + time_quote(orig), false, 0};
     const std::string_view unit_text = s.substr(0, u);
     s.remove_prefix(u);
     std::uint64_t unit = 0;
@@ -343,7 +344,7 @@ std::string go_duration_error(std::string_view s) {
     else if (unit_text == "h")
       unit = 3600000000000;
     else
-      return "time: unknown unit " + time_quote(unit_text) + " in duration " + time_quote(orig);
+      return GoDuration{"time: unknown unit " + time_quote(unit_text) + " in duration " + time_quote(orig), false, 0};
     if (v > kLimit / unit) return invalid();
     v *= unit;
     if (f > 0) {
@@ -354,8 +355,10 @@ std::string go_duration_error(std::string_view s) {
     if (total > kLimit) return invalid();
   }
   if (!negative && total > kLimit - 1) return invalid();
-  return {};
+  return GoDuration{{}, negative && total > 0, total};
 }
+
+namespace {
 
 // encoding/csv's Reader.Read of one record with the default settings (comma ',', strict quotes),
 // as pflag's readAsCSV calls it. Fills `fields` or returns the error text.
@@ -505,7 +508,7 @@ std::string check_value(const FlagSpec& spec, std::string_view given, std::strin
     return {};
   }
   case FlagType::Duration: {
-    std::string error = go_duration_error(given);
+    std::string error = parse_go_duration(given).error;
     if (!error.empty()) return error;
     break;
   }

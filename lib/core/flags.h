@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,6 +100,15 @@ struct SubcommandSearch {
 /// aliases of the root's subcommands (cobra's own "help" and "completion" included).
 SubcommandSearch locate_subcommand(const std::vector<std::string>& args, const std::vector<FlagSpec>& root_specs,
                                    const std::vector<std::string_view>& subcommands);
+
+/// Go's time.ParseDuration: `error` holds its message ("time: missing unit in duration \"10\""),
+/// empty when `text` is a duration; then `nanoseconds` is its magnitude and `negative` its sign.
+struct GoDuration {
+  std::string error;
+  bool negative = false;
+  std::uint64_t nanoseconds = 0;
+};
+GoDuration parse_go_duration(std::string_view text);
 
 /// Go's strconv.Quote (what fmt's %q prints for a string). Non-ASCII runes are kept unless they are
 /// in a known unprintable class (controls, format characters, separators, private use).

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/flags.h"
 #include "core/message.h"
 #include "core/number.h"
 
@@ -111,81 +112,10 @@ std::optional<bool> parse_go_bool(const std::string& t) {
 }
 
 std::optional<std::uint64_t> parse_go_duration_ms(const std::string& text) {
-  // Go's time.ParseDuration, step by step: [-+]?([0-9]*(\.[0-9]*)?[a-zµμ]+)+ or "0", in integer
-  // nanoseconds with every overflow refused (Go: "invalid duration"), never a floating point value
-  // converted out of range.
-  constexpr std::uint64_t kLimit = std::uint64_t{1} << 63;  // Go's bound, in nanoseconds
-  std::string_view s = text;
-  bool negative = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s == "0") return 0;
-  if (s.empty()) return std::nullopt;
-  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
-  std::uint64_t total = 0;
-  while (!s.empty()) {
-    if (!(s[0] == '.' || is_digit(s[0]))) return std::nullopt;
-    // The integer part; more than 2^63 is an overflow.
-    std::size_t n = 0;
-    while (n < s.size() && is_digit(s[n])) ++n;
-    std::uint64_t whole = 0;
-    if (n > 0) {
-      auto parsed = parse_unsigned(s.substr(0, n), kLimit);
-      if (!parsed) return std::nullopt;
-      whole = *parsed;
-    }
-    bool have_whole = n > 0;
-    s.remove_prefix(n);
-    // The fraction. Go stops adding digits once they overflow; 18 digits are below a nanosecond
-    // of an hour already, so the rest are ignored here.
-    std::uint64_t fraction = 0;
-    double scale = 1;
-    bool have_fraction = false;
-    if (!s.empty() && s[0] == '.') {
-      s.remove_prefix(1);
-      std::size_t digits = 0;
-      while (digits < s.size() && is_digit(s[digits])) ++digits;
-      have_fraction = digits > 0;
-      std::size_t used = std::min<std::size_t>(digits, 18);
-      if (used > 0) fraction = parse_unsigned(s.substr(0, used), kLimit).value_or(0);  // 18 digits always fit
-      for (std::size_t k = 0; k < used; ++k) scale *= 10;
-      s.remove_prefix(digits);
-    }
-    if (!have_whole && !have_fraction) return std::nullopt;
-    std::size_t u = 0;
-    while (u < s.size() && s[u] != '.' && !is_digit(s[u])) ++u;
-    std::string_view unit_text = s.substr(0, u);
-    s.remove_prefix(u);
-    std::uint64_t unit;
-    if (unit_text == "ns")
-      unit = 1;
-    else if (unit_text == "us" || unit_text == "\xc2\xb5s" || unit_text == "\xce\xbcs")  // U+00B5, U+03BC
-      unit = 1000;
-    else if (unit_text == "ms")
-      unit = 1000000;
-    else if (unit_text == "s")
-      unit = 1000000000;
-    else if (unit_text == "m")
-      unit = 60ULL * 1000000000;
-    else if (unit_text == "h")
-      unit = 3600ULL * 1000000000;
-    else
-      return std::nullopt;  // no unit, or an unknown one
-    if (whole > kLimit / unit) return std::nullopt;
-    std::uint64_t v = whole * unit;
-    if (fraction > 0) {
-      // fraction < scale, so this is below `unit` (at most an hour in nanoseconds): in range.
-      v += static_cast<std::uint64_t>(static_cast<double>(fraction) * (static_cast<double>(unit) / scale));
-      if (v > kLimit) return std::nullopt;
-    }
-    total += v;  // both at most 2^63: no wrap
-    if (total > kLimit) return std::nullopt;
-  }
-  if (negative) return total == 0 ? std::optional<std::uint64_t>(0) : std::nullopt;
-  if (total > kLimit - 1) return std::nullopt;
-  return total / 1000000;
+  // One parser of Go durations: pflag's (flags.h), which the command line already went through.
+  const GoDuration d = parse_go_duration(text);
+  if (!d.error.empty() || d.negative) return std::nullopt;
+  return d.nanoseconds / 1000000;
 }
 
 bool valid_interface_name(const std::string& name) {

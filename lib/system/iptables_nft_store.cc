@@ -139,40 +139,14 @@ std::optional<Table> table_of(const char* name) {
 
 // ---- encoding -----------------------------------------------------------------------------------
 
-class RuleBuilder {
+class RuleBuilder : public ExprBuilder {
  public:
-  explicit RuleBuilder(nftnl_rule* r) : r_(r) {}
-  nftnl_expr* add(const char* name) {
-    nftnl_expr* e = nftnl_expr_alloc(name);
-    nftnl_rule_add_expr(r_, e);
-    return e;
-  }
-  void meta(std::uint32_t key) {
-    nftnl_expr* e = add("meta");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
-  }
-  void cmp(std::uint32_t op, const void* data, std::uint32_t len) {
-    nftnl_expr* e = add("cmp");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
-    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
-  }
-  void payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len) {
-    nftnl_expr* e = add("payload");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-  }
+  explicit RuleBuilder(nftnl_rule* r) : ExprBuilder(r) {}
+  void meta(std::uint32_t key) { meta_load(key); }
+  using ExprBuilder::bitwise;
   void bitwise(const void* mask, std::uint32_t len) {
     const std::uint8_t zero[16] = {};
-    nftnl_expr* e = add("bitwise");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
-    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
-    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero, len);
+    ExprBuilder::bitwise(mask, zero, len);
   }
   void xt(bool target, const XtExtension& x) {
     nftnl_expr* e = add(target ? "target" : "match");
@@ -191,9 +165,6 @@ class RuleBuilder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(code));
     if (!chain.empty()) nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain.c_str());
   }
-
- private:
-  nftnl_rule* r_;
 };
 
 void encode_interface(RuleBuilder& b, const InterfaceMatch& m) {

@@ -3,6 +3,10 @@
 // refused batch fits in the receive queue.
 #include "system/nf_tables_batch.h"
 
+#include <libnftnl/rule.h>
+
+#include <libnftnl/expr.h>
+
 #include <arpa/inet.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
@@ -224,6 +228,42 @@ Result<NfTablesBatch::Outcome> NfTablesBatch::send() {
     }
   }
   return out;
+}
+
+nftnl_expr* ExprBuilder::add(const char* name) {
+  nftnl_expr* e = nftnl_expr_alloc(name);
+  nftnl_rule_add_expr(rule_, e);
+  return e;
+}
+
+void ExprBuilder::meta_load(std::uint32_t key) {
+  nftnl_expr* e = add("meta");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
+}
+
+void ExprBuilder::cmp(std::uint32_t op, const void* data, std::uint32_t len) {
+  nftnl_expr* e = add("cmp");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+  nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+}
+
+void ExprBuilder::payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len) {
+  nftnl_expr* e = add("payload");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+}
+
+void ExprBuilder::bitwise(const void* mask, const void* xor_value, std::uint32_t len) {
+  nftnl_expr* e = add("bitwise");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xor_value, len);
 }
 
 }  // namespace istio_iptables

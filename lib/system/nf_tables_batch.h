@@ -20,8 +20,30 @@
 struct mnl_socket;
 struct nlmsghdr;
 struct nftnl_batch;
+struct nftnl_expr;
+struct nftnl_rule;
 
 namespace istio_iptables {
+
+/// Appends nf_tables expressions to a rule, each loading into or comparing register 1: the
+/// building blocks both encoders (native nftables, iptables-nft) write rules with.
+class ExprBuilder {
+ public:
+  explicit ExprBuilder(nftnl_rule* rule) : rule_(rule) {}
+  /// A new expression of type `name`, owned by the rule.
+  nftnl_expr* add(const char* name);
+  /// `meta KEY` into register 1.
+  void meta_load(std::uint32_t key);
+  /// `cmp OP register 1, DATA`.
+  void cmp(std::uint32_t op, const void* data, std::uint32_t len);
+  /// `payload BASE OFFSET LEN` into register 1.
+  void payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len);
+  /// `bitwise register 1 = (register 1 & MASK) ^ XOR`.
+  void bitwise(const void* mask, const void* xor_value, std::uint32_t len);
+
+ protected:
+  nftnl_rule* rule_;
+};
 
 /// One NETLINK_NETFILTER socket bound to the current network namespace. Not thread-safe.
 class NfTablesSocket {

@@ -96,52 +96,24 @@ struct EncodedRule {
   std::vector<AnonymousSet> sets;
 };
 
-class Encoder {
+class Encoder : ExprBuilder {
  public:
   Encoder(nftnl_rule* rule, std::vector<AnonymousSet>& sets, std::uint32_t& next_set_id,
           const std::function<Result<std::uint32_t>(const OwnerId&, bool)>& resolve)
-      : rule_(rule), sets_(sets), next_set_id_(next_set_id), resolve_(resolve) {}
+      : ExprBuilder(rule), sets_(sets), next_set_id_(next_set_id), resolve_(resolve) {}
 
   Status statement(const Statement& s) {
     return std::visit([this](const auto& v) { return encode(v); }, s);
   }
 
  private:
-  nftnl_expr* add(const char* name) {
-    nftnl_expr* e = nftnl_expr_alloc(name);
-    nftnl_rule_add_expr(rule_, e);
-    return e;
-  }
-  void meta_load(std::uint32_t key) {
-    nftnl_expr* e = add("meta");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
-  }
   void ct_load(std::uint32_t key) {
     nftnl_expr* e = add("ct");
     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
   }
   void cmp(bool negated, const void* data, std::uint32_t len) {
-    nftnl_expr* e = add("cmp");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, negated ? NFT_CMP_NEQ : NFT_CMP_EQ);
-    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
-  }
-  void payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len) {
-    nftnl_expr* e = add("payload");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-  }
-  void bitwise(const void* mask, const void* xr, std::uint32_t len) {
-    nftnl_expr* e = add("bitwise");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
-    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
-    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xr, len);
+    ExprBuilder::cmp(negated ? NFT_CMP_NEQ : NFT_CMP_EQ, data, len);
   }
   void immediate_data(const void* data, std::uint32_t len) {
     nftnl_expr* e = add("immediate");
@@ -318,7 +290,6 @@ class Encoder {
     return ok_status();
   }
 
-  nftnl_rule* rule_;
   std::vector<AnonymousSet>& sets_;
   std::uint32_t& next_set_id_;
   const std::function<Result<std::uint32_t>(const OwnerId&, bool)>& resolve_;

@@ -46,30 +46,31 @@ class Option:
 
 
 def parse_help(text):
-    """The options of CLI11's --help: "  -p,--envoy-port TEXT   help", the help possibly on the
-    next lines (indented further)."""
-    options = []
-    lines = text.splitlines()
-    try:
-        start = lines.index("Options:") + 1
-    except ValueError:
-        sys.exit("generate.py: no 'Options:' section in --help")
-    entry = re.compile(r"^  (-\S+)((?: [A-Z]+| \.\.\.)*)(?:\s{2,}(\S.*))?$")
-    for line in lines[start:]:
-        m = entry.match(line)
-        if m:
-            names = m.group(1).split(",")
-            words = m.group(2).split()
-            value = next((w for w in words if w != "..."), None)
-            opt = Option(names, value, m.group(3) or "")
-            opt.repeatable = "..." in words
-            options.append(opt)
-        elif line.startswith("    ") and options:
-            options[-1].help = (options[-1].help + " " + line.strip()).strip()
-        elif line.strip():
-            break  # a section after Options (none today)
+    """The flags of --help, in pflag's layout ("  -p, --envoy-port string   usage", a switch with no
+    type word), from every "...Flags...:" block; then the "Environment" block's bindings
+    ("  --name   VAR, ALIAS"), added to each flag's help as "[env VAR, ALIAS]"."""
+    options, by_name = [], {}
+    section = None
+    entry = re.compile(r"^\s+(?:(-[A-Za-z0-9]), )?(--[A-Za-z0-9_][A-Za-z0-9_-]*)(?: ([A-Za-z0-9]+))?(?:\s{2,}(\S.*))?$")
+    binding = re.compile(r"^  (--[A-Za-z0-9_][A-Za-z0-9_-]*)\s+([A-Z0-9_]+(?:, [A-Z0-9_]+)*)$")
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            section = "flags" if "Flags" in line else "environment" if line.startswith("Environment") else None
+            continue
+        if section == "flags":
+            m = entry.match(line)
+            if m:
+                names = ([m.group(1)] if m.group(1) else []) + [m.group(2)]
+                opt = Option(names, m.group(3).upper() if m.group(3) else None, m.group(4) or "")
+                opt.repeatable = m.group(3) == "stringArray"
+                options.append(opt)
+                by_name[m.group(2)] = opt
+        elif section == "environment":
+            m = binding.match(line)
+            if m and m.group(1) in by_name:
+                by_name[m.group(1)].help += f" [env {m.group(2)}]"
     if not options:
-        sys.exit("generate.py: no option found in --help")
+        sys.exit("generate.py: no flag found in --help")
     return options
 
 

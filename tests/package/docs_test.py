@@ -20,11 +20,16 @@ import sys
 
 def help_flags(tool):
     text = subprocess.run([tool, "--help"], capture_output=True, text=True, check=True).stdout
-    flags = set()
+    # pflag's layout: "  -p, --envoy-port string   usage" or "      --dry-run   usage", in every
+    # "...Flags...:" block.
+    flags, in_flags = set(), False
     for line in text.splitlines():
-        m = re.match(r"^  (-[^ ]+)", line)
+        if line and not line.startswith(" "):
+            in_flags = "Flags" in line
+            continue
+        m = re.match(r"^\s+(?:(-[A-Za-z0-9]), )?(--[A-Za-z0-9_][A-Za-z0-9_-]*)", line) if in_flags else None
         if m:
-            flags.update(m.group(1).split(","))
+            flags.update(n for n in m.groups() if n)
     return flags
 
 

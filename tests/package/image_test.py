@@ -207,7 +207,7 @@ def run_checks(tool, repo, work):
 
     # The same program under its own name, without the leading word (legacy, as the last apply).
     direct = in_pod(f"{mounts} && " + shlex.join(["chroot", root, "/usr/local/bin/istio-iptables", *ISTIO_ARGS[1:]])
-                    + f" {legacy} && iptables-legacy-save")
+                    + f" {legacy} --log_target stderr && iptables-legacy-save")
     check(direct.returncode == 0 and listing(direct.stdout) == kernel_v4,
           "/usr/local/bin/istio-iptables without the leading word programs the same rules")
     return finish()

@@ -532,7 +532,7 @@ Command choose_command(std::optional<Command> named, const RunOptions& run, Log&
 
 }  // namespace
 
-int run_cli(std::vector<std::string> args, CliContext& context, std::ostream& out, std::ostream& err) {
+int run_cli(const std::vector<std::string>& args, CliContext& context, std::ostream& out, std::ostream& err) {
   const FlagTables tables = flag_tables();
   auto out_sink = std::make_shared<StreamLogSink>(out);
   auto err_sink = std::make_shared<StreamLogSink>(err);

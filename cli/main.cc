@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   // The last resort: expected failures are values, so anything thrown is a bug; it must still
   // end as a message and exit 1, never as an abort (exit 134) in a pod's init container.
   try {
-    return istio_iptables::run_cli(std::move(args), context, std::cout, std::cerr);
+    return istio_iptables::run_cli(args, context, std::cout, std::cerr);
   } catch (const std::bad_alloc&) {
     std::cerr << "error: out of memory\n";
   } catch (const std::exception& e) {

@@ -3,8 +3,9 @@
 // Ownership. Every chain named ISTIO_* is ours. In any other chain, a rule is ours when it jumps
 // to an ISTIO_* chain, and in a built-in chain also when it has the shape of one of Istio's
 // non-jump rules (exclude-interface RETURNs, TPROXY's MARK/CONNMARK rules, 1.24's raw DNS zone
-// rule, 1.22's UDP DNS rules in nat and raw OUTPUT, the NFLOG twins of trace logging). Shapes, because Istio tags nothing (no comments: they would change the listing), and
-// whichever configuration installed a rule must be recognisable for replace and cleanup.
+// rule, 1.22's UDP DNS rules in nat and raw OUTPUT, the NFLOG twins of trace logging). Shapes,
+// because Istio tags nothing (no comments: they would change the listing), and whichever
+// configuration installed a rule must be recognisable for replace and cleanup.
 //
 // Placement. Foreign rules stay where they are: where they stand around ours is not ours to judge
 // or move. A rule's place is the number of foreign rules before it in its chain.

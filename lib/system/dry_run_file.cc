@@ -15,8 +15,7 @@ namespace istio_iptables {
 
 Status write_from_start(const std::string& path, const std::string& text) {
   const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return Error{"cannot open DRY_RUN_FILE_PATH " + quoted_for_message(path) + ": " + std::strerror(errno)};
+  if (fd < 0) return Error{"cannot open DRY_RUN_FILE_PATH " + quoted_for_message(path) + ": " + std::strerror(errno)};
   std::size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::pwrite(fd, text.data() + done, text.size() - done, static_cast<off_t>(done));

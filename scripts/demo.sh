@@ -14,4 +14,4 @@ args=(-p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,1
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 # The tool applies the rules itself (libiptc, in-process), then iptables lists them.
 $sudo env ISTIO_META_DNS_CAPTURE=true XTABLES_LOCKFILE=/tmp/istio-iptables-demo.lock unshare -n sh -c '
-  ip link set lo up && "$@" && iptables-legacy -t nat -nvL' sh "$tool" "${args[@]}"
+  ip link set lo up && "$@" && iptables-nft -t nat -nvL' sh "$tool" "${args[@]}"

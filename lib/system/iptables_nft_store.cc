@@ -23,6 +23,7 @@
 // rule, NFTA_RULE_POSITION_ID for one added in the same batch). All of it goes in one batch with
 // the read's generation: all tables of both families or nothing, and ERESTART when someone else
 // committed meanwhile, which starts the run over from a fresh read.
+#include "system/back_off.h"
 #include "system/iptables_nft_store.h"
 
 #include <arpa/inet.h>
@@ -644,7 +645,8 @@ Result<IptablesNftStore::RulesetRead> IptablesNftStore::read_tables(const std::v
       if (nfproto(keys[k].family) == family && keys[k].table == *t) return static_cast<std::ptrdiff_t>(k);
     return -1;
   };
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+  for (int attempt = 0; attempt < kRetryAttempts; ++attempt) {
+    if (attempt > 0) back_off(attempt - 1);  // another writer is busy: let it finish
     auto gen = socket_->generation();
     if (!gen) return Error{gen.error().message};
     bool interrupted = false;
@@ -734,8 +736,8 @@ Result<IptablesNftStore::RulesetRead> IptablesNftStore::read_tables(const std::v
     }
     return out;
   }
-  return Error{
-      fmt::format("cannot read nf_tables: the ruleset kept changing while it was read ({} attempts)", kMaxAttempts)};
+  return Error{fmt::format(
+      "cannot read nf_tables: the ruleset kept changing while it was read ({} attempts, about 3 s)", kRetryAttempts)};
 }
 
 Result<Snapshot> IptablesNftStore::read(Family family, Table table) {

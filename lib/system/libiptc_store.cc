@@ -28,6 +28,7 @@ extern "C" {
 #include <fmt/format.h>
 
 #include "core/reconcile.h"
+#include "system/back_off.h"
 
 namespace istio_iptables {
 namespace {
@@ -133,18 +134,9 @@ std::string commit_error(Family f, Table t, int e) {
   }
 }
 
-// Commits refused because the table changed under us are retried, each after back_off: 1 ms,
-// doubling every few attempts up to 64 ms, with a jitter so two retrying writers part ways;
-// about 3 s in all before giving up.
-constexpr int kMaxCommitAttempts = 64;
-
-void back_off(int attempt) {
-  const long base_us = 1000L << std::min(attempt / 4, 6);
-  const long jitter_us = static_cast<long>(
-      (static_cast<unsigned>(::getpid()) * 2654435761U + static_cast<unsigned>(attempt) * 40503U) % 1000U);
-  timespec pause{0, (base_us + jitter_us) * 1000L};
-  ::nanosleep(&pause, nullptr);
-}
+// Commits refused because the table changed under us are retried, each after back_off
+// (system/back_off.h).
+constexpr int kMaxCommitAttempts = kRetryAttempts;
 
 struct HandleDeleter {
   Family family;

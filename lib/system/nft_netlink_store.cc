@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "core/nft_script.h"
+#include "system/back_off.h"
 #include "system/host_facts.h"
 
 namespace istio_iptables::nft {
@@ -595,12 +596,14 @@ Result<std::uint32_t> NetlinkStore::resolve_owner(const OwnerId& id, bool group)
 }
 
 Result<InstalledState> NetlinkStore::read() {
-  for (int attempt = 0; attempt < 10; ++attempt) {
+  for (int attempt = 0; attempt < kRetryAttempts; ++attempt) {
+    if (attempt > 0) back_off(attempt - 1);  // another writer is busy: let it finish
     bool consistent = true;
     auto state = read_once(&consistent);
     if (!state || consistent) return state;
   }
-  return Error{"cannot read nf_tables: the ruleset kept changing while it was read (10 attempts)"};
+  return Error{"cannot read nf_tables: the ruleset kept changing while it was read (" + std::to_string(kRetryAttempts) +
+               " attempts, about 3 s)"};
 }
 
 Result<InstalledState> NetlinkStore::read_once(bool* consistent) {

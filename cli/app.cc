@@ -345,8 +345,11 @@ void log_outcome(Log& log, bool dry_run, const char* done, const std::vector<std
 // are in place, so capture never lapses.
 // Both variants of iptables are looked at: an earlier run may have chosen the other one (a
 // forced binary, or legacy rules that came or went), and ours are removed wherever they are.
-Status remove_iptables_rules(const RunOptions& run, Platform& platform, Log& log) {
+// A native apply that committed on a view of nf_tables without any ip or ip6 table knows that no
+// iptables-nft rule of ours existed when its transaction took effect, and looks at legacy only.
+Status remove_iptables_rules_in(const RunOptions& run, Platform& platform, Log& log, bool look_at_nft) {
   for (const char* variant : {"legacy", "nft"}) {
+    if (!look_at_nft && std::string_view(variant) == "nft") continue;
     RunOptions each = run;
     each.force_iptables_binary = variant;
     if (each.backend == "libiptc" && std::string_view(variant) == "nft") each.backend = "auto";
@@ -358,6 +361,10 @@ Status remove_iptables_rules(const RunOptions& run, Platform& platform, Log& log
                 removed.value().committed, fmt::format("no iptables rules of ours ({})", variant).c_str());
   }
   return ok_status();
+}
+
+Status remove_iptables_rules(const RunOptions& run, Platform& platform, Log& log) {
+  return remove_iptables_rules_in(run, platform, log, true);
 }
 
 Status remove_nft_tables(const RunOptions& run, Platform& platform, Log& log) {
@@ -403,8 +410,13 @@ int check_nft_tables(const Settings& settings, Platform& platform, std::ostream&
   return exit_code::kOk;
 }
 
+// What applying the mode's own rules learnt about the other mode's.
+struct AppliedRules {
+  bool iptables_nft_may_hold_ours = true;  ///< false: nf_tables had no ip or ip6 table at our commit
+};
+
 // The mode's own rules: iptables through the chosen backend, or nftables in one transaction.
-Status apply_rules(const Settings& settings, const Plan& p, Platform& platform, Log& log) {
+Result<AppliedRules> apply_rules(const Settings& settings, const Plan& p, Platform& platform, Log& log) {
   const RunOptions& run = settings.run;
   if (run.native_nftables) {
     auto store = platform.open_nft_store();
@@ -415,7 +427,7 @@ Status apply_rules(const Settings& settings, const Plan& p, Platform& platform, 
     log_outcome(log, run.dry_run, "applied", applied.value().written, "the tables already hold the plan");
     if (!applied.value().deleted.empty())
       log_outcome(log, run.dry_run, "deleted tables the plan no longer has", applied.value().deleted, "");
-    return ok_status();
+    return AppliedRules{applied.value().xtables_tables.value_or(true)};
   }
   auto session = open_iptables(run, platform, true, log);
   if (!session) return Error{session.error().message};
@@ -430,7 +442,7 @@ Status apply_rules(const Settings& settings, const Plan& p, Platform& platform, 
   auto applied = apply_plan(*session.value().opened.store, p);
   if (!applied) return Error{applied.error().message};
   log_outcome(log, run.dry_run, "applied", applied.value().committed, "the tables already hold the plan");
-  return ok_status();
+  return AppliedRules{};
 }
 
 // Apply, cleanup or check against the kernel, through `platform` (the real one, or the
@@ -469,8 +481,9 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
     // An iptables apply must not fail where nf_tables cannot be read (a kernel without it has no
     // tables of ours there): it says so and goes on. An nftables apply removes the iptables rules
     // or fails.
-    auto other =
-        run.native_nftables ? remove_iptables_rules(run, platform, log) : remove_nft_tables(run, platform, log);
+    auto other = run.native_nftables
+                     ? remove_iptables_rules_in(run, platform, log, applied.value().iptables_nft_may_hold_ours)
+                     : remove_nft_tables(run, platform, log);
     if (!other && run.native_nftables) {
       log.error(fmt::format("{} (this mode's rules are in place)", other.error().message));
       return exit_code::kFailure;

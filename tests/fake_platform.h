@@ -38,8 +38,8 @@ class FakePlatform : public Platform {
     events->push_back("lock");
     return std::shared_ptr<void>();
   }
-  Result<OpenedStore> open_store(const BackendRequest&) override {
-    events->push_back("open_store");
+  Result<OpenedStore> open_store(const BackendRequest& request) override {
+    events->push_back("open_store " + (request.force_binary.empty() ? "auto" : request.force_binary));
     return OpenedStore{std::make_unique<Forward>(*this), "fake", true};
   }
   Result<std::unique_ptr<nft::NftStore>> open_nft_store() override {

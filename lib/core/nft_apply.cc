@@ -224,6 +224,7 @@ Result<NftOutcome> apply_nft(NftStore& store, const Ruleset& plan) {
     NftOutcome attempt;
     auto tx = transaction_for(store, wanted, installed.value(), &attempt);
     if (!tx) return tx.error();
+    outcome.xtables_tables = installed.value().xtables_tables;
     if (tx.value().operations.empty()) {
       outcome.written.clear();
       outcome.deleted.clear();

@@ -12,6 +12,7 @@
 // decide again, a bounded number of times.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ struct NftOutcome {
   unsigned attempts = 0;             ///< commits tried (0 when nothing needed committing)
   std::vector<std::string> written;  ///< tables replaced or added, as "istio-proxy-nat"
   std::vector<std::string> deleted;  ///< tables deleted
+  /// The deciding read's InstalledState::xtables_tables: false when no iptables-nft table existed.
+  std::optional<bool> xtables_tables;
 };
 
 /// Is `name` one of the tables this mode owns (istio-proxy-nat, -mangle, -raw)?

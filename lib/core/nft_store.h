@@ -58,6 +58,10 @@ struct InstalledTable {
 struct InstalledState {
   std::uint32_t generation = 0;
   std::vector<InstalledTable> tables;
+  /// Whether any `ip` or `ip6` table (where iptables-nft keeps its rules) existed at
+  /// `generation`; unset when the store does not say. A native apply that committed on a view
+  /// with none knows no iptables-nft rule of ours existed when its transaction took effect.
+  std::optional<bool> xtables_tables;
 
   const InstalledTable* find(const std::string& table) const {
     for (const auto& t : tables)

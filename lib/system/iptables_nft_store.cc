@@ -672,41 +672,52 @@ Result<IptablesNftStore::RulesetRead> IptablesNftStore::read_tables(const std::v
         },
         &interrupted);
     if (!st) return Error{st.error().message};
-    st = socket_->dump(
-        NFT_MSG_GETCHAIN, NFPROTO_UNSPEC,
-        [&](const nlmsghdr* h) {
-          nftnl_chain* c = nftnl_chain_alloc();
-          if (nftnl_chain_nlmsg_parse(h, c) == 0) {
-            auto k = index_of(nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE));
-            if (k >= 0)
-              reads[static_cast<std::size_t>(k)].chains.emplace_back(nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
-          }
-          nftnl_chain_free(c);
-          return MNL_CB_OK;
-        },
-        &interrupted);
-    if (!st) return Error{st.error().message};
-    st = socket_->dump(
-        NFT_MSG_GETRULE, NFPROTO_UNSPEC,
-        [&](const nlmsghdr* h) {
-          RulePtr r(nftnl_rule_alloc());
-          if (nftnl_rule_nlmsg_parse(h, r.get()) < 0) return MNL_CB_ERROR;
-          const auto family = nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY);
-          auto k = index_of(family, nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE));
-          if (k < 0) return MNL_CB_OK;
-          const Family f = family == NFPROTO_IPV4 ? Family::V4 : Family::V6;
-          const std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
-          const std::uint64_t handle = nftnl_rule_get_u64(r.get(), NFTNL_RULE_HANDLE);
-          InstalledRule ir;
-          ir.blob = fmt::format("{} {} {} handle {}", nft_family(f),
-                                table_name(keys[static_cast<std::size_t>(k)].table), chain, handle);
-          ir.identity = nft_rule_identity(r.get());
-          ir.rule = decode_nft_rule(f, r.get());
-          reads[static_cast<std::size_t>(k)].rules[chain].emplace_back(std::move(ir), handle);
-          return MNL_CB_OK;
-        },
-        &interrupted);
-    if (!st) return Error{st.error().message};
+    // Chains and rules are dumped only for the families whose tables we read: the kernel filters a
+    // dump by family, and a namespace's other tables (native nftables ones, ours of the native
+    // mode among them) are neither sent nor decoded. No table of ours, nothing more to read.
+    std::vector<std::uint16_t> families;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      const std::uint16_t f = nfproto(keys[k].family);
+      if (out.tables[k].exists && std::find(families.begin(), families.end(), f) == families.end())
+        families.push_back(f);
+    }
+    for (const std::uint16_t dump_family : families) {
+      st = socket_->dump(
+          NFT_MSG_GETCHAIN, dump_family,
+          [&](const nlmsghdr* h) {
+            nftnl_chain* c = nftnl_chain_alloc();
+            if (nftnl_chain_nlmsg_parse(h, c) == 0) {
+              auto k = index_of(nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE));
+              if (k >= 0)
+                reads[static_cast<std::size_t>(k)].chains.emplace_back(nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
+            }
+            nftnl_chain_free(c);
+            return MNL_CB_OK;
+          },
+          &interrupted);
+      if (!st) return Error{st.error().message};
+      st = socket_->dump(
+          NFT_MSG_GETRULE, dump_family,
+          [&](const nlmsghdr* h) {
+            RulePtr r(nftnl_rule_alloc());
+            if (nftnl_rule_nlmsg_parse(h, r.get()) < 0) return MNL_CB_ERROR;
+            const auto family = nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY);
+            auto k = index_of(family, nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE));
+            if (k < 0) return MNL_CB_OK;
+            const Family f = family == NFPROTO_IPV4 ? Family::V4 : Family::V6;
+            const std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+            const std::uint64_t handle = nftnl_rule_get_u64(r.get(), NFTNL_RULE_HANDLE);
+            InstalledRule ir;
+            ir.blob = fmt::format("{} {} {} handle {}", nft_family(f),
+                                  table_name(keys[static_cast<std::size_t>(k)].table), chain, handle);
+            ir.identity = nft_rule_identity(r.get());
+            ir.rule = decode_nft_rule(f, r.get());
+            reads[static_cast<std::size_t>(k)].rules[chain].emplace_back(std::move(ir), handle);
+            return MNL_CB_OK;
+          },
+          &interrupted);
+      if (!st) return Error{st.error().message};
+    }
     auto after = socket_->generation();
     if (!after) return Error{after.error().message};
     if (interrupted || after.value() != out.generation) continue;  // torn: read again

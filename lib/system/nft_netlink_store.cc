@@ -625,17 +625,25 @@ Result<InstalledState> NetlinkStore::read_once(bool* consistent) {
 
   std::vector<std::string> tables;
   std::map<std::string, std::string> table_unexpected;
-  auto st = dump(NFT_MSG_GETTABLE, "NFT_MSG_GETTABLE", [&](const nlmsghdr* h) {
-    TablePtr t(nftnl_table_alloc());
-    if (nftnl_table_nlmsg_parse(h, t.get()) < 0) return MNL_CB_ERROR;
-    const char* name = nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME);
-    if (has_our_prefix(name)) {
-      tables.emplace_back(name);
-      const std::uint32_t flags = nftnl_table_get_u32(t.get(), NFTNL_TABLE_FLAGS);
-      if (flags != 0) table_unexpected[name] = "table flags " + std::to_string(flags);
-    }
-    return MNL_CB_OK;
-  });
+  // Tables of every family: ours are inet ones; whether any ip or ip6 table exists tells a
+  // native apply whether iptables-nft rules of ours can exist at all (InstalledState).
+  state.xtables_tables = false;
+  auto st = socket_->dump(
+      NFT_MSG_GETTABLE, NFPROTO_UNSPEC,
+      [&](const nlmsghdr* h) {
+        TablePtr t(nftnl_table_alloc());
+        if (nftnl_table_nlmsg_parse(h, t.get()) < 0) return MNL_CB_ERROR;
+        const char* name = nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME);
+        const std::uint32_t family = nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY);
+        if (family == NFPROTO_IPV4 || family == NFPROTO_IPV6) state.xtables_tables = true;
+        if (family == NFPROTO_INET && has_our_prefix(name)) {
+          tables.emplace_back(name);
+          const std::uint32_t flags = nftnl_table_get_u32(t.get(), NFTNL_TABLE_FLAGS);
+          if (flags != 0) table_unexpected[name] = "table flags " + std::to_string(flags);
+        }
+        return MNL_CB_OK;
+      },
+      &interrupted);
   if (!st) return st.error();
 
   if (!tables.empty()) {

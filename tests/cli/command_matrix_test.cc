@@ -290,6 +290,31 @@ TEST_CASE("commands: every log record is written whole, in one write") {
   whole_records(err_buffer);
 }
 
+TEST_CASE("commands: a native apply skips the iptables-nft variant only when nf_tables had no ip or ip6 table") {
+  // The generation-guarded read that decided the transaction saw every table of every family:
+  // without an ip or ip6 table no iptables-nft rule of ours can have existed at the commit.
+  const std::vector<std::string> flags = {"-u", "1337", "-i", "*", "-b", "*", "--native-nftables"};
+  auto opened = [](const std::vector<std::string>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events)
+      if (e.rfind("open_store", 0) == 0) out.push_back(e);
+    return out;
+  };
+  for (const std::optional<bool> seen :
+       {std::optional<bool>(false), std::optional<bool>(true), std::optional<bool>()}) {
+    FakePlatform platform;
+    FakeFacts facts;
+    facts.ipv6 = false;
+    platform.nft.state.xtables_tables = seen;
+    INFO("xtables_tables " << (seen ? (*seen ? "true" : "false") : "unknown"));
+    REQUIRE(run_with(platform, facts, flags).code == 0);
+    const std::vector<std::string> expected = seen == std::optional<bool>(false)
+                                                  ? std::vector<std::string>{"open_store legacy"}
+                                                  : std::vector<std::string>{"open_store legacy", "open_store nft"};
+    CHECK(opened(platform.own_events) == expected);
+  }
+}
+
 TEST_CASE("commands: an apply in one mode removes our rules of the other mode, and only ours") {
   FakePlatform platform;
   FakeFacts facts;

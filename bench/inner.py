@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs inside a fresh network namespace (started by run.py under `unshare -n`): the setup steps
+"""Runs inside a fresh network namespace (made by run.py with `ip netns add`, entered with `nsenter`): the setup steps
 (untimed), then one measured command through the measure helper (bench/measure.cc). Prints
 JSON: wall time in ms and the peak RSS in KiB of the command (largest of its processes).
 usage: inner.py JSON|-  (-: the JSON on standard input, for specs longer than one argument may

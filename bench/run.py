@@ -6,19 +6,21 @@ comparison interleaved in one run.
 Prints a markdown table and writes it, with the date and the machine, to docs/performance.md,
 and draws the scale results with gnuplot (docs/perf-plan-size.png, docs/perf-table-size.png).
 usage: bench/run.py [--runs N] [--quick] [--tool PATH] [--no-write] [--only TEXT ...]
-Needs root (unshare -n), iptables (legacy and nft), nft and gnuplot. Never touches the host's rules.
+Needs root (ip netns, nsenter), iptables (legacy and nft), nft and gnuplot. Never touches the host's rules.
 """
 import argparse
 import datetime
 import json
 import os
 import platform
+import random
 import re
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INNER = os.path.join(ROOT, "bench", "inner.py")
@@ -152,15 +154,35 @@ def foreign_rules(n):
     return write(f"foreign_{n}.rules", "\n".join(lines) + "\n")
 
 
-def measure(spec):
+def measure(spec, netns):
     # The spec goes through standard input: with 10 000 CIDRs it is longer than one argument may be.
-    p = subprocess.run(["unshare", "-n", sys.executable, INNER, "-"], input=json.dumps(spec), capture_output=True, text=True)
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", sys.executable, INNER, "-"], input=json.dumps(spec),
+                       capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"benchmark step failed: {p.stderr}")
     r = json.loads(p.stdout)
     if r["rc"] != 0:
         raise SystemExit(f"measured command failed ({r['rc']}): {spec}\n{r['err']}")
     return r
+
+
+# Every run gets a fresh namespace, made before its round starts and deleted after it ends. A
+# network namespace is torn down by a kernel worker after its last user leaves, and that teardown
+# (conntrack, nf_tables, the rtnl lock) would otherwise overlap the next measurement and tax
+# whichever method comes next, the more so the more it touches rtnetlink; with whole rounds made
+# and deleted together, and a pause after the deletion, no measurement shares the machine with a
+# teardown.
+def make_namespaces(count):
+    names = [f"istio-bench-{os.getpid()}-{i}" for i in range(count)]
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    return names
+
+
+def delete_namespaces(names):
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+    time.sleep(0.5)
 
 
 # ---- the measurements -------------------------------------------------------------------------
@@ -292,14 +314,23 @@ selected = [g for g, (title, _, _) in enumerate(groups) if not opts.only or any(
 if not selected:
     raise SystemExit(f"no scenario title contains any of {opts.only}")
 results = {(g, label): [] for g in selected for label, _ in groups[g][1]}
+shuffler = random.Random(20261125)  # fixed seed: the same orders on every machine
 for run in range(opts.runs):  # interleaved: every method once per round
-    for g in selected:
-        methods = groups[g][1]
-        for label, spec in methods:
+    # Every method once per round, in an order shuffled each round (no method always follows the
+    # same one), after one unmeasured run that wakes the machine from the pause.
+    order = [(g, label, spec) for g in selected for label, spec in groups[g][1]]
+    shuffler.shuffle(order)
+    namespaces = make_namespaces(len(order) + 1)
+    try:
+        fresh = iter(namespaces)
+        measure({"argv": ["/bin/true"], "env": ENV, "measure": os.path.abspath(opts.measure)}, next(fresh))
+        for g, label, spec in order:
             spec = dict(spec)
             spec["env"] = ENV
             spec["measure"] = os.path.abspath(opts.measure)
-            results[(g, label)].append(measure(spec))
+            results[(g, label)].append(measure(spec, next(fresh)))
+    finally:
+        delete_namespaces(namespaces)
     print(f"round {run + 1}/{opts.runs} done", file=sys.stderr)
 
 # ---- the report ------------------------------------------------------------------------------

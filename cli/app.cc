@@ -320,15 +320,22 @@ struct IptablesSession {
   std::shared_ptr<void> lock;
 };
 
+Status lock_for_writing(IptablesSession& session, const RunOptions& run, Platform& platform) {
+  if (!session.opened.needs_xtables_lock) return ok_status();
+  auto l = platform.lock(run.wait_seconds);
+  if (!l) return Error{l.error().message + "; nothing was changed"};
+  session.lock = std::move(l).value();
+  return ok_status();
+}
+
 Result<IptablesSession> open_iptables(const RunOptions& run, Platform& platform, bool writes, Log& log) {
   auto opened = platform.open_store(backend_request(run));
   if (!opened) return Error{opened.error().message};
   log.info("backend: " + opened.value().description);
   IptablesSession session{std::move(opened).value(), {}};
-  if (writes && session.opened.needs_xtables_lock) {
-    auto l = platform.lock(run.wait_seconds);
-    if (!l) return Error{l.error().message + "; nothing was changed"};
-    session.lock = std::move(l).value();
+  if (writes) {
+    auto locked = lock_for_writing(session, run, platform);
+    if (!locked) return Error{locked.error().message};
   }
   return session;
 }
@@ -353,8 +360,18 @@ Status remove_iptables_rules_in(const RunOptions& run, Platform& platform, Log& 
     RunOptions each = run;
     each.force_iptables_binary = variant;
     if (each.backend == "libiptc" && std::string_view(variant) == "nft") each.backend = "auto";
-    auto session = open_iptables(each, platform, true, log);
+    // Where the variant holds no table at all there is nothing of ours to remove, and nothing
+    // to lock for.
+    auto session = open_iptables(each, platform, false, log);
     if (!session) return Error{session.error().message};
+    auto any = holds_any_table(*session.value().opened.store);
+    if (!any) return Error{any.error().message};
+    if (!any.value()) {
+      log_outcome(log, run.dry_run, "", {}, fmt::format("no iptables tables ({})", variant).c_str());
+      continue;
+    }
+    auto locked = lock_for_writing(session.value(), each, platform);
+    if (!locked) return Error{locked.error().message};
     auto removed = cleanup(*session.value().opened.store);
     if (!removed) return Error{removed.error().message};
     log_outcome(log, run.dry_run, fmt::format("removed our iptables rules ({})", variant).c_str(),

@@ -112,6 +112,16 @@ Result<ApplyOutcome> cleanup(NetfilterStore& store) {
   return run_jobs(store, jobs.value());
 }
 
+Result<bool> holds_any_table(NetfilterStore& store) {
+  for (Family f : {Family::V4, Family::V6})
+    for (Table t : kAllTables) {
+      auto exists = store.table_exists(f, t);
+      if (!exists) return Error{exists.error().message};
+      if (exists.value()) return true;
+    }
+  return false;
+}
+
 Result<std::vector<TableDifferences>> check(NetfilterStore& store, const Plan& plan) {
   auto jobs = prepare(store, &plan);
   if (!jobs) return Error{jobs.error().message};

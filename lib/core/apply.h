@@ -31,6 +31,10 @@ Result<ApplyOutcome> apply_plan(NetfilterStore& store, const Plan& plan);
 /// Removes every ISTIO_* chain and every rule of ours, in every existing table of both families.
 Result<ApplyOutcome> cleanup(NetfilterStore& store);
 
+/// Whether any table cleanup would visit exists: when none does, cleanup writes nothing, and a
+/// caller need not take the xtables lock to learn it.
+Result<bool> holds_any_table(NetfilterStore& store);
+
 /// Differences of one table, and notes that are not differences (foreign rules standing before
 /// our jumps in a built-in chain: they may bypass capture, but they are not ours to judge).
 struct TableDifferences {

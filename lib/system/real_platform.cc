@@ -56,7 +56,9 @@ Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
     return OpenedStore{std::make_unique<LibiptcStore>(groups_),
                        "libiptc (in-process, legacy x_tables): --backend libiptc"};
   }
-  auto choice = choose_variant(request.force_binary, read_variant_facts());
+  // A forced variant needs no facts (and no nf_tables probe).
+  auto choice =
+      choose_variant(request.force_binary, request.force_binary.empty() ? read_variant_facts() : VariantFacts{});
   if (!choice) return Error{choice.error().message};
   const bool nft = choice.value().variant == IptablesVariant::Nft;
   std::string why = choice.value().why;

@@ -224,25 +224,36 @@ bool legacy_xtables_available(Family family) {
   return ::stat(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names", &st) == 0;
 }
 
-Result<bool> LibiptcStore::table_exists(Family family, Table table) {
+Result<const std::vector<std::string>*> LibiptcStore::table_names(Family family) {
+  auto& cached = names_[family == Family::V4 ? 0 : 1];
+  if (cached) return &*cached;
   // The kernel lists the tables that exist (and only to root). No file: no legacy x_tables
   // loaded, so no table exists; any other failure is not an answer.
   const char* path = family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names";
+  std::vector<std::string> names;
   errno = 0;
   std::ifstream in(path);
   if (!in) {
     int e = errno;
-    if (e == ENOENT) return false;
-    if (e == EACCES || e == EPERM)
-      return Error{fmt::format(
-          "cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)", path)};
-    return Error{fmt::format("cannot read {}: {}", path, e != 0 ? std::strerror(e) : "unknown error")};
+    if (e != ENOENT) {
+      if (e == EACCES || e == EPERM)
+        return Error{fmt::format(
+            "cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)", path)};
+      return Error{fmt::format("cannot read {}: {}", path, e != 0 ? std::strerror(e) : "unknown error")};
+    }
+  } else {
+    for (std::string name; std::getline(in, name);) names.push_back(std::move(name));
+    if (in.bad()) return Error{fmt::format("cannot read {}: read error", path)};
   }
-  std::string name;
-  while (std::getline(in, name))
-    if (name == table_name(table)) return true;
-  if (in.bad()) return Error{fmt::format("cannot read {}: read error", path)};
-  return false;
+  cached = std::move(names);
+  return &*cached;
+}
+
+Result<bool> LibiptcStore::table_exists(Family family, Table table) {
+  auto names = table_names(family);
+  if (!names) return Error{names.error().message};
+  const auto& list = *names.value();
+  return std::find(list.begin(), list.end(), table_name(table)) != list.end();
 }
 
 Result<InstalledRule> LibiptcStore::encode(Family family, Table, const Rule& rule) {
@@ -259,6 +270,7 @@ Result<InstalledRule> LibiptcStore::encode(Family family, Table, const Rule& rul
 
 Result<Snapshot> LibiptcStore::read(Family family, Table table) {
   std::lock_guard<std::mutex> guard(libiptc_mutex());
+  names_[family == Family::V4 ? 0 : 1].reset();  // opening a table instantiates it
   auto h = open_handle(family, table, retries_);
   if (!h) return Error{h.error().message};
   return read_handle(family, table, h.value().get());
@@ -267,6 +279,7 @@ Result<Snapshot> LibiptcStore::read(Family family, Table table) {
 Result<bool> LibiptcStore::transact(Family family, Table table,
                                     const std::function<Result<std::optional<TableWrite>>(const Snapshot&)>& decide) {
   std::lock_guard<std::mutex> guard(libiptc_mutex());
+  names_[family == Family::V4 ? 0 : 1].reset();  // opening a table instantiates it
   for (int attempt = 0;; ++attempt) {
     auto h = open_handle(family, table, retries_);
     if (!h) return Error{h.error().message};

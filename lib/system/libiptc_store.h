@@ -1,7 +1,11 @@
 // NetfilterStore over libiptc: legacy x_tables, in-process, one commit per table.
 #pragma once
 
+#include <array>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "core/store.h"
 #include "system/xt_entry.h"
@@ -25,8 +29,14 @@ class LibiptcStore final : public NetfilterStore {
   int retries() const { return retries_; }
 
  private:
+  // The kernel's list of a family's tables, read once and kept until this store reads or writes
+  // a table (libiptc instantiates a missing table when it opens it): a run asks about each of the
+  // four tables of both families before it touches any.
+  Result<const std::vector<std::string>*> table_names(Family family);
+
   GroupResolver& groups_;
   int retries_ = 0;
+  std::array<std::optional<std::vector<std::string>>, 2> names_;
 };
 
 /// Does this kernel offer legacy x_tables for the family? (Reads /proc; creates nothing.)

@@ -168,8 +168,13 @@ NfTablesBatch::~NfTablesBatch() { nftnl_batch_free(batch_); }
 
 nlmsghdr* NfTablesBatch::message(std::uint16_t type, std::uint16_t family, std::uint16_t flags,
                                  std::string description) {
+  return message(type, family, flags, [d = std::move(description)] { return d; });
+}
+
+nlmsghdr* NfTablesBatch::message(std::uint16_t type, std::uint16_t family, std::uint16_t flags,
+                                 std::function<std::string()> describe) {
   const std::uint32_t seq = socket_.next_seq();
-  described_.emplace_back(seq, std::move(description));
+  described_.emplace_back(seq, std::move(describe));
   return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch_)), type, family, flags, seq);
 }
 
@@ -224,7 +229,7 @@ Result<NfTablesBatch::Outcome> NfTablesBatch::send() {
       if (it == described_.end())
         out.failures.push_back(Failure{described_.size(), e, fmt::format("message {}", h->nlmsg_seq)});
       else
-        out.failures.push_back(Failure{static_cast<std::size_t>(it - described_.begin()), e, it->second});
+        out.failures.push_back(Failure{static_cast<std::size_t>(it - described_.begin()), e, it->second()});
     }
   }
   return out;

@@ -83,6 +83,11 @@ class NfTablesBatch {
   /// Starts a message; `description` names it in an error ("add rule ip nat OUTPUT ..."). Fill
   /// its payload, then call end_message().
   nlmsghdr* message(std::uint16_t type, std::uint16_t family, std::uint16_t flags, std::string description);
+  /// The same, with the description made only if the message fails (a rule's text costs more to
+  /// make than its encoding; a batch that commits never needs it). `describe` must stay valid
+  /// until send() returns.
+  nlmsghdr* message(std::uint16_t type, std::uint16_t family, std::uint16_t flags,
+                    std::function<std::string()> describe);
   void end_message();
   /// The number of messages between BATCH_BEGIN and BATCH_END.
   std::size_t messages() const { return described_.size(); }
@@ -106,7 +111,7 @@ class NfTablesBatch {
  private:
   NfTablesSocket& socket_;
   nftnl_batch* batch_;
-  std::vector<std::pair<std::uint32_t, std::string>> described_;  // seq -> description
+  std::vector<std::pair<std::uint32_t, std::function<std::string()>>> described_;  // seq -> description
 };
 
 }  // namespace istio_iptables

@@ -773,7 +773,7 @@ Result<InstalledState> NetlinkStore::read_once(bool* consistent) {
 Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
   NfTablesBatch batch(*socket_, tx.generation);
   std::vector<std::pair<std::size_t, std::string>> hints;  // message index -> modules it needs
-  auto hdr = [&](std::uint16_t type, std::uint16_t flags, std::string description) {
+  auto hdr = [&](std::uint16_t type, std::uint16_t flags, auto description) {
     return batch.message(type, NFPROTO_INET, flags, std::move(description));
   };
 
@@ -829,7 +829,9 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
       Encoder enc(r.get(), sets, next_set_id, resolve);
       for (const auto& s : op.rule.statements)
         if (auto st = enc.statement(s); !st) return st.error();
-      const std::string text = nft_rule_text(op.rule);
+      // The rule's text names its messages only if the kernel refuses one.
+      const Operation* rule_op = &op;
+      auto text = [rule_op] { return nft_rule_text(rule_op->rule); };
       for (const auto& s : sets) {
         SetPtr set(nftnl_set_alloc());
         nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
@@ -846,7 +848,9 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
         const std::uint8_t udata[] = {0, 4,  2, 0, 0,    0, 3, 20, 0, 4, 7, 0, 0, 0,
                                       1, 12, 0, 4, desc, 0, 0, 0,  1, 4, 2, 0, 0, 0};
         nftnl_set_set_data(set.get(), NFTNL_SET_USERDATA, udata, sizeof(udata));
-        nftnl_set_nlmsg_build_payload(hdr(NFT_MSG_NEWSET, NLM_F_CREATE, "anonymous set of rule `" + text + "`"),
+        nftnl_set_nlmsg_build_payload(hdr(NFT_MSG_NEWSET, NLM_F_CREATE, std::function<std::string()>([text] {
+                                            return "anonymous set of rule `" + text() + "`";
+                                          })),
                                       set.get());
         batch.end_message();
         for (auto p : s.ports) {
@@ -855,15 +859,19 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &be, 2);
           nftnl_set_elem_add(set.get(), e);
         }
-        nftnl_set_elems_nlmsg_build_payload(
-            hdr(NFT_MSG_NEWSETELEM, NLM_F_CREATE, "elements of the anonymous set of rule `" + text + "`"), set.get());
+        nftnl_set_elems_nlmsg_build_payload(hdr(NFT_MSG_NEWSETELEM, NLM_F_CREATE, std::function<std::string()>([text] {
+                                                  return "elements of the anonymous set of rule `" + text() + "`";
+                                                })),
+                                            set.get());
         batch.end_message();
       }
       const std::string mods = modules_for(op.rule);
       if (!mods.empty()) hints.emplace_back(batch.messages(), mods);
-      nftnl_rule_nlmsg_build_payload(hdr(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND,
-                                         "add rule inet " + op.table + " " + op.chain.name + " " + text),
-                                     r.get());
+      nftnl_rule_nlmsg_build_payload(
+          hdr(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::function<std::string()>([rule_op, text] {
+                return "add rule inet " + rule_op->table + " " + rule_op->chain.name + " " + text();
+              })),
+          r.get());
       break;
     }
     }

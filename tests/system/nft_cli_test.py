@@ -486,4 +486,24 @@ def a_group_name_without_an_entry_fails_the_apply_and_changes_nothing():
     assert s["after"].out == s["before"].out, f"{s['before'].out}\n--- after the refused apply\n{s['after'].out}"
 
 
+# 11 ---------------------------------------------------------------------------------------------
+@test
+def a_table_of_our_name_owned_by_another_program_fails_the_apply_naming_each_refused_message():
+    # `flags owner` ties a table to the netlink socket that made it: the kernel refuses every
+    # change to it by anyone else (EPERM). The whole transaction is then refused, each failed
+    # message named in nft's words (the rules' texts are made only now, for the message), and
+    # nothing changes: the TPROXY scenario's mangle table is not created either.
+    hold = ("(printf 'add table inet istio-proxy-nat { flags owner ; }\\nadd chain inet istio-proxy-nat keep\\n'; "
+            "sleep 5) | nft -i >/dev/null 2>&1 & sleep 1")
+    s = steps(("apply", f"{hold}; {cli(TPROXY)}"), ("after", "nft list ruleset"))
+    text = s["apply"].out + s["apply"].err
+    assert s["apply"].rc == 1, s["apply"]
+    for refused in ["kernel refused `delete table inet istio-proxy-nat` (Operation not permitted)",
+                    "kernel refused `add rule inet istio-proxy-nat istio-output skuid 1337 counter return` "
+                    "(Operation not permitted)"]:
+        assert refused in text, f"missing {refused!r} in\n{text}"
+    assert "istio-proxy-mangle" not in s["after"].out, s["after"].out
+    assert "chain keep" in s["after"].out, s["after"].out
+
+
 sys.exit(harness.finish())

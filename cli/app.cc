@@ -10,6 +10,7 @@
 #include "app.h"
 
 #include <algorithm>
+#include <ctime>
 #include <deque>
 #include <iterator>
 
@@ -17,6 +18,7 @@
 
 #include "build_info.h"
 #include "core/apply.h"
+#include "core/istio_state.h"
 #include "core/flags.h"
 #include "core/istio_dump.h"
 #include "backend_request.h"
@@ -427,6 +429,27 @@ int check_nft_tables(const Settings& settings, Platform& platform, std::ostream&
   return exit_code::kOk;
 }
 
+// `Final iptables state (IPv4):` and the listing (and IPv6 when it is on), as Istio logs
+// iptables-save's output; a family whose tables cannot be read is left out, as Istio leaves out
+// a save that failed.
+void log_final_state(NetfilterStore& store, bool legacy, bool ipv6, Log& log) {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  const std::string date =
+      ctime_text(local.tm_year + 1900, local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min, local.tm_sec);
+  for (const auto& state : read_family_states(store)) {
+    if (state.family == Family::V6 && !ipv6) continue;
+    if (!state.read_ok) continue;
+    SaveListing listing;
+    listing.variant = legacy ? SaveVariant::Legacy : SaveVariant::Nft;
+    listing.program = legacy ? (state.family == Family::V4 ? "iptables-save" : "ip6tables-save")
+                             : (state.family == Family::V4 ? "iptables-nft-save" : "ip6tables-nft-save");
+    for (const auto& t : state.tables) listing.tables.push_back(saved_table(t, state.family));
+    log.info(final_state_message(state.family, save_text(listing, date)));
+  }
+}
+
 // What applying the mode's own rules learnt about the other mode's.
 struct AppliedRules {
   bool iptables_nft_may_hold_ours = true;  ///< false: nf_tables had no ip or ip6 table at our commit
@@ -448,15 +471,61 @@ Result<AppliedRules> apply_rules(const Settings& settings, const Plan& p, Platfo
   }
   auto session = open_iptables(run, platform, true, log);
   if (!session) return Error{session.error().message};
-  // Istio's records for the restore it runs; ours names the mechanism that commits instead.
-  log.info(istio_message::kApplying);
-  const std::string& how = session.value().opened.description;
-  const std::string mechanism = how.rfind("restore", 0) == 0   ? "iptables-restore"
-                                : how.rfind("libiptc", 0) == 0 ? "iptables-legacy (in-process libiptc commit)"
-                                                               : "iptables-nft (in-process nf_tables transaction)";
-  log.info(restore_message(mechanism, restore_text(p.v4)));
-  if (p.v6) log.info(restore_message(mechanism, restore_text(*p.v6)));
-  auto applied = apply_plan(*session.value().opened.store, p);
+  NetfilterStore& store = *session.value().opened.store;
+  const Layout layout = settings.config.layout;
+  // Istio's verdict on the state it finds (1.24 and later), for its records: we act the same
+  // either way, bringing our rules to the plan in place (nothing is committed when they are).
+  bool drift = true;
+  if (layout == Layout::Current || layout == Layout::V1_24) {
+    auto verdict = istio_state_verdict(store, p, read_family_states(store));
+    if (!verdict) return Error{verdict.error().message};
+    const bool current = layout == Layout::Current;
+    if (current)
+      for (Family f : verdict.value().ignored)
+        log.info(std::string("Ignoring residues because no rules are planned for ") + family_name(f));
+    switch (verdict.value().verdict) {
+    case StateVerdict::Clean:
+      if (current) log.info(istio_message::kCleanState);
+      break;
+    case StateVerdict::ResiduesDrift:
+      if (current) {
+        log.info(istio_message::kResiduesDrift);
+        if (!run.reconcile) log.info(istio_message::kNoReconcile);
+      } else {
+        log.warn(istio_message_1_24::kResiduesDrift);
+        if (!run.reconcile) log.warn(istio_message_1_24::kNoReconcile);
+      }
+      log.info("ours: our rules of the earlier run are replaced in place, table by table, without guardrails "
+               "(each table changes in one commit)");
+      break;
+    case StateVerdict::ResiduesCompatible:
+      if (current)
+        log.info(istio_message::kResiduesCompatible);
+      else
+        log.warn(istio_message::kResiduesCompatible);
+      break;
+    }
+    drift = verdict.value().drift;
+  }
+  // Istio's records for the restore it runs (when it runs one); ours names the mechanism that
+  // commits instead.
+  if (drift || run.force_apply) {
+    log.info(istio_message::kApplying);
+    const std::string& how = session.value().opened.description;
+    const std::string mechanism = how.rfind("restore", 0) == 0   ? "iptables-restore"
+                                  : how.rfind("libiptc", 0) == 0 ? "iptables-legacy (in-process libiptc commit)"
+                                                                 : "iptables-nft (in-process nf_tables transaction)";
+    log.info(restore_message(mechanism, restore_text(p.v4)));
+    if (p.v6 || layout != Layout::Current) log.info(restore_message(mechanism, p.v6 ? restore_text(*p.v6) : ""));
+  }
+  auto applied = apply_plan(store, p);
+  // Istio's last record, also after a failed apply: the state as iptables-save lists it (1.25
+  // and later), read in-process.
+  if (layout == Layout::Current) {
+    const std::string& how = session.value().opened.description;
+    const bool legacy = how.rfind("libiptc", 0) == 0 || how.rfind("iptables-legacy", 0) == 0;
+    log_final_state(store, legacy, settings.config.enable_ipv6, log);
+  }
   if (!applied) return Error{applied.error().message};
   log_outcome(log, run.dry_run, "applied", applied.value().committed, "the tables already hold the plan");
   return AppliedRules{};

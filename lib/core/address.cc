@@ -1,5 +1,6 @@
 #include "core/address.h"
 
+#include <algorithm>
 #include <cstddef>
 
 #include "core/number.h"
@@ -163,6 +164,17 @@ std::string format_address(const Address& a) {
 }
 
 std::string format_prefix(const Prefix& p) { return format_address(p.address) + "/" + std::to_string(p.length); }
+
+std::string format_prefix_as_inet_ntop(const Prefix& p) {
+  const Address& a = p.address;
+  // glibc's inet_ntop writes the last 32 bits dotted when the first six groups are zero and the
+  // seventh is not (an IPv4-compatible address), as it does for ::ffff:a.b.c.d.
+  if (a.family == Family::V6 &&
+      std::all_of(a.bytes.begin(), a.bytes.begin() + 12, [](std::uint8_t b) { return b == 0; }) &&
+      (a.bytes[12] != 0 || a.bytes[13] != 0))
+    return "::" + format_ipv4(a.bytes.data() + 12) + "/" + std::to_string(p.length);
+  return format_prefix(p);
+}
 
 Prefix host_prefix(const Address& address) { return Prefix{address, address.family == Family::V4 ? 32U : 128U}; }
 

@@ -47,6 +47,11 @@ std::string format_address(const Address& address);
 /// "address/length", the address as format_address prints it (unmasked).
 std::string format_prefix(const Prefix& prefix);
 
+/// "address/length" as glibc's inet_ntop writes the address, which is what iptables prints: as
+/// format_prefix, except that an IPv4-compatible address (first 96 bits zero, not :: or ::N) is
+/// written "::a.b.c.d".
+std::string format_prefix_as_inet_ntop(const Prefix& prefix);
+
 /// A host prefix for an address: /32 or /128.
 Prefix host_prefix(const Address& address);
 

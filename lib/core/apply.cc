@@ -112,6 +112,16 @@ Result<ApplyOutcome> cleanup(NetfilterStore& store) {
   return run_jobs(store, jobs.value());
 }
 
+Result<std::vector<Table>> NetfilterStore::existing_tables(Family family) {
+  std::vector<Table> out;
+  for (Table t : kAllTables) {
+    auto exists = table_exists(family, t);
+    if (!exists) return Error{exists.error().message};
+    if (exists.value()) out.push_back(t);
+  }
+  return out;
+}
+
 Result<bool> holds_any_table(NetfilterStore& store) {
   for (Family f : {Family::V4, Family::V6})
     for (Table t : kAllTables) {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/address.h"
+#include "core/restore_text.h"
 
 namespace istio_iptables {
 namespace {
@@ -184,6 +185,26 @@ std::string save_text(const SaveListing& listing, const std::string& date) {
       for (const auto& rule : c->rules) out += rule + "\n";
     out += "COMMIT\n";
     out += "# Completed on " + date + "\n";
+  }
+  return out;
+}
+
+SavedTable saved_table(const Snapshot& snapshot, Family family) {
+  SavedTable out;
+  out.name = table_name(snapshot.table);
+  for (const auto& c : snapshot.chains) {
+    SavedChain chain;
+    chain.name = c.name;
+    if (c.builtin) {
+      chain.policy = c.policy.empty() ? "ACCEPT" : c.policy;
+      chain.packets = c.packets;
+      chain.bytes = c.bytes;
+    }
+    if (c.opaque) chain.rules.push_back("# " + c.name + ": rules not listed (a foreign chain with no jump to ours)");
+    for (const auto& r : c.rules)
+      chain.rules.push_back("-A " + c.name + " " +
+                            (r.rule ? save_spec(*r.rule, family) : "[a rule outside istio-iptables' model]"));
+    out.chains.push_back(std::move(chain));
   }
   return out;
 }

@@ -16,6 +16,7 @@
 
 #include "core/family.h"
 #include "core/settings.h"
+#include "core/store.h"
 
 namespace istio_iptables {
 
@@ -70,6 +71,14 @@ struct SaveListing {
 /// `:CHAIN - [0:0]` for user chains sorted by name (strcmp), the rules chain by chain in that
 /// order, `COMMIT`, `# Completed on <date>`. `date` is ctime's text (see ctime_text).
 std::string save_text(const SaveListing& listing, const std::string& date);
+
+/// A table as a store read it, in iptables-save's words: each built-in chain with its policy and
+/// counters (ACCEPT [0:0] when the store does not know them), each rule through save_spec. A rule
+/// outside our model is listed as `-A CHAIN [a rule outside istio-iptables' model]`, and a foreign
+/// user chain the store did not read rule by rule (InstalledChain::opaque) as its declaration
+/// and one `# CHAIN: rules not listed` line: the two places where the listing is not
+/// iptables-save's (docs/differences.md).
+SavedTable saved_table(const Snapshot& snapshot, Family family);
 
 /// C's ctime()/asctime() text without the newline, e.g. "Wed Nov  5 18:12:57 2026", for a
 /// local time the caller computed (iptables-save prints the local time).

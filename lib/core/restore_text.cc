@@ -99,6 +99,90 @@ std::string rule_spec(const Rule& rule) {
 
 namespace {
 
+// iptables-save's words for the same model (libxt_*.c's save functions in iptables 1.8.9).
+struct SaveMatchText {
+  std::string operator()(const ProtocolMatch& m) const { return bang(m.negated) + "-p " + protocol_name(m.protocol); }
+  std::string operator()(const AddressMatch& m) const {
+    return bang(m.negated) + (m.direction == Direction::Source ? "-s " : "-d ") + format_prefix_as_inet_ntop(m.prefix);
+  }
+  std::string operator()(const InterfaceMatch& m) const { return MatchText{}(m); }
+  std::string operator()(const PortMatch& m) const {
+    return bang(m.negated) + (m.direction == Direction::Source ? "--sport " : "--dport ") + std::to_string(m.port);
+  }
+  std::string operator()(const MultiportMatch& m) const { return MatchText{}(m); }
+  std::string operator()(const OwnerMatch& m) const { return MatchText{}(m); }
+  std::string operator()(const ConntrackMatch& m) const { return MatchText{}(m); }
+  std::string operator()(const MarkMatch& m) const {
+    return fmt::format("-m mark {}--mark {:#x}", bang(m.negated), m.mark);
+  }
+  std::string operator()(const ConnmarkMatch& m) const {
+    return fmt::format("-m connmark {}--mark {:#x}", bang(m.negated), m.mark);
+  }
+};
+
+struct SaveTargetText {
+  Family family;
+  std::string operator()(const RedirectTarget& t) const { return fmt::format("-j REDIRECT --to-ports {}", t.port); }
+  std::string operator()(const TproxyTarget& t) const {
+    return fmt::format("-j TPROXY --on-port {} --on-ip {} --tproxy-mark {:#x}/{:#x}", t.port,
+                       family == Family::V4 ? "0.0.0.0" : "::", t.mark, t.mask);
+  }
+  std::string operator()(const MarkTarget& t) const {
+    return fmt::format("-j MARK --set-xmark {:#x}/0xffffffff", t.mark);
+  }
+  std::string operator()(const ConnmarkTarget& t) const {
+    return t.restore ? "-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff"
+                     : "-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff";
+  }
+  std::string operator()(const NflogTarget& t) const {
+    return fmt::format("-j NFLOG --nflog-prefix {} --nflog-group {} --nflog-size {}", t.prefix, t.group, t.size);
+  }
+  template <typename T>
+  std::string operator()(const T& t) const {
+    return TargetText{}(t);
+  }
+};
+
+}  // namespace
+
+std::string save_spec(const Rule& rule, Family family) {
+  auto rank = [](const Match& m) -> int {
+    if (auto* a = std::get_if<AddressMatch>(&m)) return a->direction == Direction::Source ? 0 : 1;
+    if (auto* i = std::get_if<InterfaceMatch>(&m)) return i->inbound ? 2 : 3;
+    if (std::holds_alternative<ProtocolMatch>(m)) return 4;
+    return 5;
+  };
+  std::vector<const Match*> matches;
+  for (const auto& m : rule.matches) matches.push_back(&m);
+  std::stable_sort(matches.begin(), matches.end(), [&](const Match* a, const Match* b) { return rank(*a) < rank(*b); });
+  std::string out;
+  for (std::size_t i = 0; i < matches.size(); ++i) {
+    // The port matches of one protocol that follow each other are one tcp/udp match, sport first.
+    if (const auto* p = std::get_if<PortMatch>(matches[i])) {
+      std::vector<const PortMatch*> ports{p};
+      while (i + 1 < matches.size()) {
+        const auto* q = std::get_if<PortMatch>(matches[i + 1]);
+        if (!q || q->protocol != p->protocol) break;
+        ports.push_back(q);
+        ++i;
+      }
+      std::stable_sort(ports.begin(), ports.end(), [](const PortMatch* a, const PortMatch* b) {
+        return a->direction == Direction::Source && b->direction != Direction::Source;
+      });
+      out += std::string("-m ") + protocol_name(p->protocol);
+      for (const auto* q : ports) out += " " + SaveMatchText{}(*q);
+      out += ' ';
+      continue;
+    }
+    out += std::visit(SaveMatchText{}, *matches[i]);
+    out += ' ';
+  }
+  out += std::visit(SaveTargetText{family}, rule.target);
+  return out;
+}
+
+namespace {
+
 // The chains a table's restore input declares: those that hold rules, in order of first use,
 // then jump targets not yet declared (Istio's two passes).
 std::vector<std::string> declared_chains(const Ruleset& ruleset, Table table) {

@@ -11,6 +11,12 @@ namespace istio_iptables {
 /// The rule's matches and target as iptables options: "-o lo ! -d 127.0.0.1/32 -p tcp ... -j X".
 std::string rule_spec(const Rule& rule);
 
+/// The rule as iptables-save (1.8.9, either variant) lists what the kernel holds: header matches
+/// first in its order (-s -d -i -o -p), each port match under its protocol's `-m tcp`/`-m udp`,
+/// marks in hex, targets with every option the kernel stores (`--on-ip`, `--set-xmark V/M`,
+/// CONNMARK's masks). For a rule read back from the kernel (numbers, not group names).
+std::string save_spec(const Rule& rule, Family family);
+
 /// One family's ruleset as iptables-restore input, in Istio's form: tables in alphabetical order,
 /// "* table" headers, "-N" declarations (chains with rules, then jump-only targets), then every
 /// operation in list order ("-A CHAIN ..." or "-I CHAIN N ..."), "COMMIT". For --noflush.

@@ -200,10 +200,11 @@ class Builder {
     r.skip_rule_apply = boolean("skip-rule-apply");
     r.run_validation = boolean("run-validation");
     r.cleanup_only = release_has_flag("cleanup-only") && boolean("cleanup-only");
-    // Accepted and validated, with no further effect here (docs/differences.md): every apply
-    // reconciles, and the lock is the one iptables uses.
-    for (const char* accepted : {"reconcile", "force-apply", "cni-mode"})
-      if (release_has_flag(accepted)) boolean(accepted);
+    // Accepted and validated; reconcile and force-apply only choose log records (docs/differences.md):
+    // every apply reconciles, and the lock is the one iptables uses.
+    r.reconcile = release_has_flag("reconcile") && boolean("reconcile");
+    r.force_apply = release_has_flag("force-apply") && boolean("force-apply");
+    if (release_has_flag("cni-mode")) boolean("cni-mode");
     r.probe_port = port("iptables-probe-port");
     r.network_namespace = get("network-namespace").value;
     r.backend = get("backend").value;

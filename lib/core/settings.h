@@ -71,6 +71,10 @@ struct RunOptions {
   /// Istio 1.22/1.23's --restore-format (true elsewhere): false made Istio run one iptables
   /// command a rule instead of iptables-restore. The rules are the same (docs/releases.md).
   bool restore_format = true;
+  /// --reconcile and --force-apply (1.24 and later): they only choose Istio's log records here;
+  /// every apply brings our rules to the plan in place (docs/differences.md).
+  bool reconcile = false;
+  bool force_apply = false;
 };
 
 struct Settings {

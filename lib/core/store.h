@@ -13,6 +13,7 @@
 // families in one transaction, and its store does exactly that from one read.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -39,6 +40,11 @@ struct InstalledChain {
   /// A foreign user chain the store did not read rule by rule because nothing in it is ours
   /// (no jump to an ISTIO_* chain): it is kept as it is and never written.
   bool opaque = false;
+  /// A built-in chain's policy and its counters, for listings (Istio's final state); "" when the
+  /// store does not know it (listed as ACCEPT [0:0]).
+  std::string policy{};
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
 };
 
 /// One table as read in one snapshot.
@@ -98,6 +104,11 @@ class NetfilterStore {
   /// table through transact() and, when a commit fails, writes the tables already committed back
   /// as they were read (the error says whether that worked); a store that can commit all tables
   /// in one transaction overrides it.
+  /// The family's existing tables among filter, mangle, nat and raw, in the order the kernel lists
+  /// them where that order is iptables-save's (legacy: /proc/net/ip_tables_names); by default
+  /// in kAllTables' order. Never creates a table.
+  virtual Result<std::vector<Table>> existing_tables(Family family);
+
   virtual Result<std::vector<bool>> transact_all(const std::vector<TableKey>& tables, const TableDecision& decide);
 };
 

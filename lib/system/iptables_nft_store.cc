@@ -44,6 +44,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <set>
 #include <unordered_map>
 
@@ -656,6 +657,7 @@ Result<IptablesNftStore::RulesetRead> IptablesNftStore::read_tables(const std::v
     // Per table: the kernel's chains in dump order, and each chain's rules with their handles.
     struct Read {
       std::vector<std::string> chains;
+      std::map<std::string, std::tuple<std::string, std::uint64_t, std::uint64_t>> policies;  // base chains
       std::map<std::string, std::vector<std::pair<InstalledRule, std::uint64_t>>> rules;
     };
     std::vector<Read> reads(keys.size());
@@ -688,8 +690,15 @@ Result<IptablesNftStore::RulesetRead> IptablesNftStore::read_tables(const std::v
             nftnl_chain* c = nftnl_chain_alloc();
             if (nftnl_chain_nlmsg_parse(h, c) == 0) {
               auto k = index_of(nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE));
-              if (k >= 0)
-                reads[static_cast<std::size_t>(k)].chains.emplace_back(nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
+              if (k >= 0) {
+                Read& rd = reads[static_cast<std::size_t>(k)];
+                rd.chains.emplace_back(nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
+                if (nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY))
+                  rd.policies[rd.chains.back()] = {
+                      nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY) == NF_DROP ? "DROP" : "ACCEPT",
+                      nftnl_chain_is_set(c, NFTNL_CHAIN_PACKETS) ? nftnl_chain_get_u64(c, NFTNL_CHAIN_PACKETS) : 0,
+                      nftnl_chain_is_set(c, NFTNL_CHAIN_BYTES) ? nftnl_chain_get_u64(c, NFTNL_CHAIN_BYTES) : 0};
+              }
             }
             nftnl_chain_free(c);
             return MNL_CB_OK;
@@ -736,6 +745,7 @@ Result<IptablesNftStore::RulesetRead> IptablesNftStore::read_tables(const std::v
         InstalledChain c;
         c.name = name;
         c.builtin = is_builtin_chain(name) && base_chain(keys[k].table, name).has_value();
+        if (auto p = rd.policies.find(name); p != rd.policies.end()) std::tie(c.policy, c.packets, c.bytes) = p->second;
         for (auto& [rule, handle] : rd.rules[name]) c.rules.push_back(std::move(rule));
         tr.snapshot.chains.push_back(std::move(c));
       }

@@ -47,6 +47,7 @@ struct Api {
   const void* (*next_rule)(const void*, xtc_handle*);
   const char* (*get_target)(const void*, xtc_handle*);
   int (*builtin)(const char*, xtc_handle*);
+  const char* (*get_policy)(const char*, xt_counters*, xtc_handle*);
   int (*is_chain)(const char*, xtc_handle*);
   int (*create_chain)(const char*, xtc_handle*);
   int (*flush)(const char*, xtc_handle*);
@@ -65,6 +66,7 @@ const Api& api(Family f) {
       [](const void* p, xtc_handle* h) -> const void* { return iptc_next_rule(static_cast<const ipt_entry*>(p), h); },
       [](const void* e, xtc_handle* h) { return iptc_get_target(static_cast<const ipt_entry*>(e), h); },
       [](const char* c, xtc_handle* h) { return iptc_builtin(c, h); },
+      [](const char* c, xt_counters* n, xtc_handle* h) { return iptc_get_policy(c, n, h); },
       [](const char* c, xtc_handle* h) { return iptc_is_chain(c, h); },
       [](const char* c, xtc_handle* h) { return iptc_create_chain(c, h); },
       [](const char* c, xtc_handle* h) { return iptc_flush_entries(c, h); },
@@ -83,6 +85,7 @@ const Api& api(Family f) {
       [](const void* p, xtc_handle* h) -> const void* { return ip6tc_next_rule(static_cast<const ip6t_entry*>(p), h); },
       [](const void* e, xtc_handle* h) { return ip6tc_get_target(static_cast<const ip6t_entry*>(e), h); },
       [](const char* c, xtc_handle* h) { return ip6tc_builtin(c, h); },
+      [](const char* c, xt_counters* n, xtc_handle* h) { return ip6tc_get_policy(c, n, h); },
       [](const char* c, xtc_handle* h) { return ip6tc_is_chain(c, h); },
       [](const char* c, xtc_handle* h) { return ip6tc_create_chain(c, h); },
       [](const char* c, xtc_handle* h) { return ip6tc_flush_entries(c, h); },
@@ -166,6 +169,14 @@ Snapshot read_handle(Family f, Table t, xtc_handle* h) {
   for (const char* c = a.first_chain(h); c; c = a.next_chain(h)) names.emplace_back(c);
   for (const auto& name : names) {
     InstalledChain chain{name, a.builtin(name.c_str(), h) != 0, {}};
+    if (chain.builtin) {
+      xt_counters counters{};
+      if (const char* policy = a.get_policy(name.c_str(), &counters, h)) {
+        chain.policy = policy;
+        chain.packets = counters.pcnt;
+        chain.bytes = counters.bcnt;
+      }
+    }
     if (!chain.builtin && !is_owned_chain(name)) {
       // A foreign user chain (kube-proxy's thousands of rules): read it only if it jumps to us.
       bool jumps_to_us = false;
@@ -254,6 +265,16 @@ Result<bool> LibiptcStore::table_exists(Family family, Table table) {
   if (!names) return Error{names.error().message};
   const auto& list = *names.value();
   return std::find(list.begin(), list.end(), table_name(table)) != list.end();
+}
+
+Result<std::vector<Table>> LibiptcStore::existing_tables(Family family) {
+  auto names = table_names(family);
+  if (!names) return Error{names.error().message};
+  std::vector<Table> out;
+  for (const auto& name : *names.value())
+    for (Table t : kAllTables)
+      if (name == table_name(t)) out.push_back(t);
+  return out;
 }
 
 Result<InstalledRule> LibiptcStore::encode(Family family, Table, const Rule& rule) {

@@ -20,6 +20,7 @@ class LibiptcStore final : public NetfilterStore {
   explicit LibiptcStore(GroupResolver& groups) : groups_(groups) {}
 
   Result<bool> table_exists(Family family, Table table) override;
+  Result<std::vector<Table>> existing_tables(Family family) override;  ///< in the kernel's order
   Result<InstalledRule> encode(Family family, Table table, const Rule& rule) override;
   Result<Snapshot> read(Family family, Table table) override;
   Result<bool> transact(Family family, Table table,

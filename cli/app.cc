@@ -324,7 +324,7 @@ struct IptablesSession {
 
 Status lock_for_writing(IptablesSession& session, const RunOptions& run, Platform& platform) {
   if (!session.opened.needs_xtables_lock) return ok_status();
-  auto l = platform.lock(run.wait_seconds);
+  auto l = platform.lock(run.wait_seconds, run.lock_file);
   if (!l) return Error{l.error().message + "; nothing was changed"};
   session.lock = std::move(l).value();
   return ok_status();

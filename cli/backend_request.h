@@ -14,6 +14,7 @@ inline BackendRequest backend_request(const RunOptions& run) {
                                                : Backend::Auto;
   request.force_binary = run.force_iptables_binary;
   request.wait_seconds = run.wait_seconds;
+  request.lock_file = run.lock_file;
   return request;
 }
 

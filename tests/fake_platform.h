@@ -34,8 +34,8 @@ class FakePlatform : public Platform {
     events->push_back("enter " + path);
     return ok_status();
   }
-  Result<std::shared_ptr<void>> lock(double) override {
-    events->push_back("lock");
+  Result<std::shared_ptr<void>> lock(double, const std::string& file) override {
+    events->push_back(file.empty() ? "lock" : "lock " + file);
     return std::shared_ptr<void>();
   }
   Result<OpenedStore> open_store(const BackendRequest& request) override {

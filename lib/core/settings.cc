@@ -204,9 +204,10 @@ class Builder {
     // every apply reconciles, and the lock is the one iptables uses.
     r.reconcile = release_has_flag("reconcile") && boolean("reconcile");
     r.force_apply = release_has_flag("force-apply") && boolean("force-apply");
-    if (release_has_flag("cni-mode")) boolean("cni-mode");
+    const bool cni_mode = release_has_flag("cni-mode") && boolean("cni-mode");
     r.probe_port = port("iptables-probe-port");
     r.network_namespace = get("network-namespace").value;
+    if (cni_mode && !r.network_namespace.empty()) r.lock_file = r.network_namespace;
     r.backend = get("backend").value;
     if (r.backend != "auto" && r.backend != "libiptc" && r.backend != "restore")
       invalid(get("backend"), "not a backend (auto, libiptc or restore)");

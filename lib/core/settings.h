@@ -75,6 +75,10 @@ struct RunOptions {
   /// every apply brings our rules to the plan in place (docs/differences.md).
   bool reconcile = false;
   bool force_apply = false;
+  /// The xtables lock file: in CNI mode with a network namespace, that namespace's path (Istio's
+  /// per-pod lock: pods set up at once do not wait on one another); otherwise empty (iptables'
+  /// own: XTABLES_LOCKFILE or /run/xtables.lock).
+  std::string lock_file;
 };
 
 struct Settings {

@@ -21,6 +21,7 @@ struct BackendRequest {
   Backend backend = Backend::Auto;
   std::string force_binary;         ///< "", "legacy" or "nft"
   std::uint32_t wait_seconds = 30;  ///< passed as --wait to every iptables-restore run (legacy and nft)
+  std::string lock_file;            ///< the binaries' XTABLES_LOCKFILE when set (CNI mode)
 };
 
 /// An opened backend: the store, and why it was chosen (for the log).
@@ -44,7 +45,9 @@ class Platform {
   /// Moves this process into the network namespace at `path` (setns).
   virtual Status enter_network_namespace(const std::string& path) = 0;
   /// Takes the xtables lock, waiting at most `wait_seconds`; released when the guard dies.
-  virtual Result<std::shared_ptr<void>> lock(double wait_seconds) = 0;
+  /// `file`: the lock file (CNI mode: the pod's network namespace path, as Istio's CNI locks per
+  /// pod); empty for iptables' own, XTABLES_LOCKFILE or /run/xtables.lock.
+  virtual Result<std::shared_ptr<void>> lock(double wait_seconds, const std::string& file) = 0;
   /// Opens the backend that will read and write the tables.
   virtual Result<OpenedStore> open_store(const BackendRequest& request) = 0;
   /// Opens the nf_tables store of the current network namespace (native nftables mode).

@@ -41,7 +41,12 @@ Status RealPlatform::enter_network_namespace(const std::string& path) {
   return ok_status();
 }
 
-Result<std::shared_ptr<void>> RealPlatform::lock(double wait_seconds) {
+Result<std::shared_ptr<void>> RealPlatform::lock(double wait_seconds, const std::string& file) {
+  if (!file.empty()) {
+    auto lock = XtablesLock::acquire(file, wait_seconds);
+    if (!lock) return Error{lock.error().message};
+    return std::shared_ptr<void>(std::make_shared<XtablesLock>(std::move(lock).value()));
+  }
   auto it = environment_.find("XTABLES_LOCKFILE");
   auto lock = XtablesLock::acquire(it == environment_.end() ? "" : it->second, wait_seconds);
   if (!lock) return Error{lock.error().message};
@@ -78,6 +83,7 @@ Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
   std::map<std::string, std::string> child_environment;
   for (const char* name : {"PATH", "XTABLES_LOCKFILE"})
     if (auto it = environment_.find(name); it != environment_.end()) child_environment.emplace(name, it->second);
+  if (!request.lock_file.empty()) child_environment["XTABLES_LOCKFILE"] = request.lock_file;  // CNI: per pod
   auto store = RestoreStore::open(variant, std::move(child_environment), groups_, request.wait_seconds);
   if (!store) return Error{store.error().message};
   return OpenedStore{std::move(store).value(),

@@ -16,7 +16,7 @@ class RealPlatform final : public Platform {
   explicit RealPlatform(std::map<std::string, std::string> environment) : environment_(std::move(environment)) {}
 
   Status enter_network_namespace(const std::string& path) override;
-  Result<std::shared_ptr<void>> lock(double wait_seconds) override;
+  Result<std::shared_ptr<void>> lock(double wait_seconds, const std::string& file) override;
   Result<OpenedStore> open_store(const BackendRequest& request) override;
   Result<std::unique_ptr<nft::NftStore>> open_nft_store() override;
   Status configure_routes(const RouteRequest& request) override;

@@ -93,7 +93,7 @@ class RecordingPlatform final : public Platform {
 
   Status enter_network_namespace(const std::string& path) override { return real_.enter_network_namespace(path); }
   /// No lock: nothing is written, and a reader must not make writers wait.
-  Result<std::shared_ptr<void>> lock(double) override { return std::shared_ptr<void>(); }
+  Result<std::shared_ptr<void>> lock(double, const std::string&) override { return std::shared_ptr<void>(); }
   Result<OpenedStore> open_store(const BackendRequest& request) override;
   Result<std::unique_ptr<nft::NftStore>> open_nft_store() override;
   Status configure_routes(const RouteRequest& request) override;

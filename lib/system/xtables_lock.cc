@@ -15,7 +15,9 @@ namespace istio_iptables {
 
 Result<XtablesLock> XtablesLock::acquire(const std::string& lockfile, double wait_seconds) {
   const std::string path = lockfile.empty() ? "/run/xtables.lock" : lockfile;
-  int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  // Read-only, as iptables opens it: a network namespace file (CNI mode's per-pod lock) refuses
+  // O_RDWR, and flock needs no write access.
+  int fd = ::open(path.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
     int e = errno;
     return Error{fmt::format("cannot open the xtables lock {}: {}{}", path, std::strerror(e),

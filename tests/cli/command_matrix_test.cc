@@ -290,6 +290,22 @@ TEST_CASE("commands: every log record is written whole, in one write") {
   whole_records(err_buffer);
 }
 
+TEST_CASE("commands: CNI mode locks the pod's network namespace path, and only CNI mode does") {
+  // Istio's CNI passes the pod's namespace path as the xtables lock file (per-pod lock).
+  for (const bool cni : {true, false}) {
+    FakePlatform platform;
+    FakeFacts facts;
+    facts.ipv6 = false;
+    std::vector<std::string> args = {"-u", "1337", "-i", "*", "-b", "*", "--network-namespace", "/run/netns/pod"};
+    if (cni) args.emplace_back("--cni-mode");
+    REQUIRE(run_with(platform, facts, args).code == 0);
+    const auto& ev = platform.own_events;
+    INFO("cni " << cni);
+    CHECK(std::count(ev.begin(), ev.end(), cni ? "lock /run/netns/pod" : "lock") >= 1);
+    CHECK(std::count(ev.begin(), ev.end(), cni ? "lock" : "lock /run/netns/pod") == 0);
+  }
+}
+
 TEST_CASE("commands: a native apply skips the iptables-nft variant only when nf_tables had no ip or ip6 table") {
   // The generation-guarded read that decided the transaction saw every table of every family:
   // without an ip or ip6 table no iptables-nft rule of ours can have existed at the commit.

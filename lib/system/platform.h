@@ -42,7 +42,10 @@ struct RouteRequest {
 class Platform {
  public:
   virtual ~Platform() = default;
-  /// Moves this process into the network namespace at `path` (setns).
+  /// Moves this process into the network namespace at `path` (setns), and first into the user
+  /// namespace that owns it when that is not ours (a pod with `hostUsers: false`): the kernel
+  /// lets only a writer of that user namespace install owner matches (xt_owner), and owner IDs
+  /// are the pod's.
   virtual Status enter_network_namespace(const std::string& path) = 0;
   /// Takes the xtables lock, waiting at most `wait_seconds`; released when the guard dies.
   /// `file`: the lock file (CNI mode: the pod's network namespace path, as Istio's CNI locks per

@@ -9,7 +9,10 @@
 #include "system/real_platform.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,9 +30,54 @@
 
 namespace istio_iptables {
 
+namespace {
+
+// The user namespace that owns the network namespace `netns_fd`, when it is not ours; -1 when
+// it is ours. The kernel answers NS_GET_USERNS with a new descriptor.
+Result<int> foreign_owner(int netns_fd, const std::string& path) {
+  const int owner = ::ioctl(netns_fd, NS_GET_USERNS);
+  if (owner < 0)
+    return Error{
+        fmt::format("cannot find the user namespace that owns network namespace {}: {}", path, std::strerror(errno))};
+  struct stat theirs {};
+  struct stat ours {};
+  if (::fstat(owner, &theirs) != 0 || ::stat("/proc/self/ns/user", &ours) != 0) {
+    const int e = errno;
+    ::close(owner);
+    return Error{fmt::format("cannot compare user namespaces for {}: {}", path, std::strerror(e))};
+  }
+  if (theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino) {
+    ::close(owner);
+    return -1;
+  }
+  return owner;
+}
+
+}  // namespace
+
 Status RealPlatform::enter_network_namespace(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error{fmt::format("cannot open network namespace {}: {}", path, std::strerror(errno))};
+  // A pod with `hostUsers: false`: its network namespace belongs to the pod's user namespace.
+  // Only a writer inside that user namespace may install owner matches there (xt_owner refuses
+  // any other with EINVAL), and the UIDs and GIDs of our rules are the pod's. So we join it
+  // first, as Istio's CNI does with `nsenter --user --net`: from an ancestor user namespace we
+  // hold every capability in it, and after joining we hold them there.
+  auto owner = foreign_owner(fd, path);
+  if (!owner) {
+    ::close(fd);
+    return owner.error();
+  }
+  if (owner.value() >= 0) {
+    const int joined = ::setns(owner.value(), CLONE_NEWUSER);
+    const int e = errno;
+    ::close(owner.value());
+    if (joined != 0) {
+      ::close(fd);
+      return Error{fmt::format("cannot enter the user namespace that owns network namespace {}: {}{}", path,
+                               std::strerror(e), e == EPERM ? " (needs CAP_SYS_ADMIN over it)" : "")};
+    }
+  }
   int r = ::setns(fd, CLONE_NEWNET);
   int e = errno;
   ::close(fd);

@@ -262,6 +262,29 @@ def cni_mode_locks_the_pods_network_namespace_not_the_global_lock():
     assert parts[3].strip() == "0", p.stdout
 
 
+@test
+def a_network_namespace_owned_by_a_child_user_namespace_gets_the_pods_owner_rules():
+    # A pod with `hostUsers: false`: its network namespace belongs to the pod's user namespace
+    # (pod UIDs 0-65535 are 100000-165535 outside). Owner matches can only be installed from
+    # inside it (the kernel refuses with EINVAL otherwise), and 1337 means the pod's 1337.
+    args, env = scenario("sidecar-dns")
+    holder = ("{ unshare --user --net sleep 30 & } ; holder=$!; sleep 0.3; "
+              "echo '0 100000 65536' > /proc/$holder/uid_map; echo '0 100000 65536' > /proc/$holder/gid_map; "
+              "[ \"$(readlink /proc/$holder/ns/user)\" != \"$(readlink /proc/self/ns/user)\" ] || "
+              "{ echo 'the holder is not in a user namespace of its own'; exit 1; }; ")
+    pod = "--network-namespace /proc/$holder/ns/net"
+    for variant in (["--backend", "libiptc"], ["--force-iptables-binary", "nft", "--backend", "auto"]):
+        save = "iptables-legacy-save" if "libiptc" in variant else "iptables-nft-save"
+        p = ns(holder + f"{tool(args, *variant)} {pod} 2>{WORK}/u.log; echo rc=$?; echo =====; "
+               f"nsenter -t $holder -n {save} | grep -c -- '--uid-owner 1337'; echo =====; "
+               f"{tool(args, 'check', *variant)} {pod} >/dev/null 2>&1; echo check=$?; kill $holder", env, check=False)
+        parts = p.stdout.split("=====\n")
+        log = open(f"{WORK}/u.log").read()
+        assert "rc=0" in parts[0], f"{variant}: {p.stdout}{p.stderr}{log}"
+        assert int(parts[1].strip()) >= 3, f"{variant}: {p.stdout}"
+        assert "check=0" in parts[2], f"{variant}: {p.stdout}"
+
+
 # ---- point 9: backends --------------------------------------------------------------------------
 
 @test

@@ -599,20 +599,21 @@ int validate(const Settings& settings, Platform& platform, Log& log) {
   request.inbound_port = settings.config.inbound_capture_port;
   request.probe_port = settings.run.probe_port;
   request.timeout_ms = settings.run.probe_timeout_ms;
-  std::string text;
-  auto r = platform.validate(request, text);
-  for (std::size_t pos = 0; pos < text.size();) {  // the probe's log, a record a line
-    std::size_t end = text.find('\n', pos);
-    log.line(text.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
-    pos = end == std::string::npos ? text.size() : end + 1;
-  }
+  auto r = platform.validate(request, [&log](bool error, const std::string& message) {
+    if (error)
+      log.error(message);
+    else
+      log.info(message);
+  });
   if (!r) {
+    // On a timeout Istio says only this (its cause, "validation timeout", is not printed); ours
+    // says what was waited for, in the record before it.
+    if (r.error().message.rfind("validation timeout", 0) == 0) log.info("ours: " + r.error().message);
     log.error("iptables validation failed; workload is not ready for Istio.\n"
-              "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n"
+              "When using Istio CNI, this can occur if a pod is scheduled before the node is ready.\n\n"
               "If installed with 'cni.repair.deletePods=true', this pod should automatically be deleted "
               "and retry.\nOtherwise, this pod will need to be manually removed so that it is scheduled on "
-              "a node with istio-cni running, allowing iptables rules to be established.\ncause: " +
-              r.error().message);
+              "a node with istio-cni running, allowing iptables rules to be established.\n");
     return exit_code::kValidationFailed;
   }
   log.info("Validation passed, iptables rules established");

@@ -56,10 +56,10 @@ class FakePlatform : public Platform {
     ++route_writes;
     return ok_status();
   }
-  Status validate(const ValidationRequest&, std::string& log) override {
+  Status validate(const ValidationRequest&, const ValidationRecord& record) override {
     events->push_back("validate");
     ++validations;
-    log += "probe ran\n";
+    record(false, "probe ran");
     if (fail_validation) return Error{"no redirect seen"};
     return ok_status();
   }

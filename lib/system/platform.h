@@ -61,7 +61,7 @@ class Platform {
   /// route of its table, ::6/128 on lo) and nothing else. Entries already absent are fine.
   virtual Status remove_routes(const RouteRequest& request) = 0;
   /// Istio's validation probe; `log` collects what it saw.
-  virtual Status validate(const ValidationRequest& request, std::string& log) = 0;
+  virtual Status validate(const ValidationRequest& request, const ValidationRecord& record) = 0;
 };
 
 }  // namespace istio_iptables

@@ -21,7 +21,9 @@ class RealPlatform final : public Platform {
   Result<std::unique_ptr<nft::NftStore>> open_nft_store() override;
   Status configure_routes(const RouteRequest& request) override;
   Status remove_routes(const RouteRequest& request) override;
-  Status validate(const ValidationRequest& request, std::string& log) override { return run_validation(request, log); }
+  Status validate(const ValidationRequest& request, const ValidationRecord& record) override {
+    return run_validation(request, record);
+  }
 
  private:
   std::map<std::string, std::string> environment_;

@@ -98,7 +98,9 @@ class RecordingPlatform final : public Platform {
   Result<std::unique_ptr<nft::NftStore>> open_nft_store() override;
   Status configure_routes(const RouteRequest& request) override;
   Status remove_routes(const RouteRequest& request) override;
-  Status validate(const ValidationRequest& request, std::string& log) override { return real_.validate(request, log); }
+  Status validate(const ValidationRequest& request, const ValidationRecord& record) override {
+    return real_.validate(request, record);
+  }
 
   const Recording& recording() const { return recording_; }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/result.h"
@@ -18,9 +19,16 @@ struct ValidationRequest {
   std::uint32_t timeout_ms = 5000;      ///< --probe-timeout
 };
 
+/// Where the probe's log records go as they happen: Istio's texts (validation/validator.go),
+/// `error` true for its error-level ones.
+using ValidationRecord = std::function<void(bool error, const std::string& message)>;
+
 /// Listens on the two ports, connects to 127.0.0.6:probe_port (::6) once a second, and succeeds
 /// when a listener sees probe_port as the connection's original destination. An error (the
-/// caller exits 126) when no listener can be opened or the time runs out.
-Status run_validation(const ValidationRequest& request, std::string& log);
+/// caller exits 126) when no listener can be opened or the time runs out. Records, in Istio's
+/// words: `Starting iptables validation…`, `Listening on <addr>` per port (`Error on listening:
+/// …` when one cannot be opened), `Error connecting to <addr>: <Go's dial error>` for each attempt
+/// the kernel refuses, and on a listener's failure `Validation failed: …`.
+Status run_validation(const ValidationRequest& request, const ValidationRecord& record);
 
 }  // namespace istio_iptables

@@ -285,6 +285,27 @@ def a_network_namespace_owned_by_a_child_user_namespace_gets_the_pods_owner_rule
         assert "check=0" in parts[2], f"{variant}: {p.stdout}"
 
 
+@test
+def validation_exits_126_when_no_listener_can_be_opened_with_istios_records():
+    # Istio's istio-validation container: `--run-validation --skip-rule-apply`. With both ports
+    # taken by another program (no SO_REUSEPORT), no listener opens: exit 126, as Istio's, after
+    # its records. Nothing is programmed.
+    args = ["--run-validation", "--skip-rule-apply", "--ipv6", "off", "--probe-timeout", "2s", "-p", "15001", "-z", "15006"]
+    hold = ("python3 -c 'import socket,time\nfor p in (15001, 15006):\n s=socket.socket(); "
+            "s.bind((\"127.0.0.1\", p)); s.listen(); globals()[\"k%d\" % p]=s\ntime.sleep(5)' & sleep 0.5; ")
+    p = ns(f"{hold}{tool(args)} 2>{WORK}/v.log; echo rc=$?; iptables-legacy-save | grep -c ISTIO || true", {}, check=False)
+    log = open(f"{WORK}/v.log").read()
+    assert "rc=126" in p.stdout, p.stdout + log
+    for record in ["\tinfo\tStarting iptables validation. This check verifies that iptables rules are properly "
+                   "established for the network.\n",
+                   "\tinfo\tListening on 127.0.0.1:15001\n",
+                   "\terror\tError on listening: listen tcp 127.0.0.1:15001: bind: address already in use\n",
+                   "\terror\tValidation failed: no listener available: ",
+                   "\terror\tiptables validation failed; workload is not ready for Istio.\n"]:
+        assert record in log, f"missing {record!r} in\n{log}"
+    assert p.stdout.strip().splitlines()[-1] == "0", p.stdout
+
+
 # ---- point 9: backends --------------------------------------------------------------------------
 
 @test

@@ -133,7 +133,17 @@ std::string environment_bindings() {
 }
 
 // cobra's help layout (Long text, usage, the flag blocks), and our own flags and commands after it.
-std::string help_text(const FlagTables& t) {
+// The Flags block is that of the --compat release: flags it does not have are not listed.
+std::string help_text(const FlagTables& t, int minor) {
+  std::vector<FlagSpec> istio;
+  for (const auto& f : t.istio) {
+    bool known = true;
+    for (const auto& spec : setting_specs())
+      if (f.name == spec.name)
+        known = (spec.last_minor == 0 || static_cast<unsigned>(minor) <= spec.last_minor) &&
+                (spec.first_minor == 0 || static_cast<unsigned>(minor) >= spec.first_minor);
+    if (known) istio.push_back(f);
+  }
   auto block = [](const std::vector<FlagSpec>& specs) {
     std::string b = flag_usages(specs);
     if (!b.empty() && b.back() == '\n') b.pop_back();
@@ -149,7 +159,7 @@ std::string help_text(const FlagTables& t) {
       "  cleanup   remove every rule, chain and route of ours (Istio's --cleanup-only, istio-clean-iptables)\n"
       "  explain   where given packets go, and which rules sent them there\n\n"
       "Environment (as Istio binds it: the flag wins, then the second variable, then the first):\n{}",
-      block(t.istio), block(t.global), block(t.ours), environment_bindings());
+      block(istio), block(t.global), block(t.ours), environment_bindings());
 }
 
 // What the command line asked for, before the environment is consulted.
@@ -653,7 +663,7 @@ int run_cli(const std::vector<std::string>& args, CliContext& context, std::ostr
   }
   Invocation& parsed = read.value();
   if (parsed.help) {
-    out << help_text(tables);
+    out << help_text(tables, release_minor(parsed.command_line));
     return exit_code::kOk;
   }
   if (parsed.version) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "istio_help_block.h"
 #include "support.h"
 
 using namespace istio_iptables;
@@ -114,6 +115,20 @@ TEST_CASE("cli: a machine that cannot answer exits 1 and says how to avoid askin
   auto r = run({"-n", "-u", "1337"}, {}, facts);
   CHECK(r.code == 1);
   CHECK_THAT(r.err, Catch::Contains("--ipv6 on or --ipv6 off"));
+}
+
+TEST_CASE("cli: --help's Flags block is Istio's, word for word, at the current release") {
+  FakeFacts facts;
+  auto r = run({"--help"}, {}, facts);
+  REQUIRE(r.code == 0);
+  const auto begin = r.out.find("Flags:\n");
+  REQUIRE(begin != std::string::npos);
+  const auto end = r.out.find("\n\nGlobal Flags:", begin);
+  REQUIRE(end != std::string::npos);
+  CHECK(r.out.substr(begin + 7, end - begin - 7) == testing::kIstioFlagsBlock);
+  // An older release's help lists that release's flags.
+  auto old = run({"--help", "--compat", "1.24"}, {}, facts);
+  CHECK_THAT(old.out, Catch::Contains("      --iptables-trace-logging                      Insert tracing logs"));
 }
 
 TEST_CASE("cli: --help prints every Istio flag with its environment variable") {

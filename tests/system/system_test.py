@@ -306,6 +306,25 @@ def validation_exits_126_when_no_listener_can_be_opened_with_istios_records():
     assert p.stdout.strip().splitlines()[-1] == "0", p.stdout
 
 
+@test
+def owner_names_resolve_without_the_name_service_in_cni_mode():
+    # Istio's CNI mode binds /dev/null over nsswitch.conf so that `-m owner` cannot start NSS or
+    # LDAP lookups from a half-set-up pod. We never use NSS: with an nsswitch.conf that names
+    # only a module that does not exist, getgrnam would find no group, while the names of
+    # ISTIO_OUTBOUND_OWNER_GROUPS (in the test's /etc/group) must still resolve.
+    args, env = scenario("istio-outbound-owner-groups")
+    conf = os.path.join(WORK, "nsswitch.conf")
+    with open(conf, "w") as f:
+        f.write("passwd: no-such-module\ngroup: no-such-module\nhosts: no-such-module\n")
+    gid = [line.split(":")[2] for line in open(harness.GROUPS) if line.startswith("java:")][0]
+    p = ns(f"mount --bind {conf} /etc/nsswitch.conf && getent group java; echo getent=$?; "
+           f"{tool(args, '--cni-mode')} 2>{WORK}/nss.log; echo rc=$?; iptables-legacy-save -t nat", env, check=False)
+    log = open(f"{WORK}/nss.log").read()
+    assert "getent=2" in p.stdout, f"the name service still answers:\n{p.stdout}"
+    assert "rc=0" in p.stdout, p.stdout + log
+    assert f"--gid-owner {gid}" in p.stdout, p.stdout
+
+
 # ---- point 9: backends --------------------------------------------------------------------------
 
 @test

@@ -28,7 +28,7 @@ const std::vector<SettingSpec>& setting_specs() {
       {"proxy-gid", "g", "PROXY_GID", "", K::String, "",
        "Specify the GID of the user for which the redirection is not applied (same default value as -u param)."},
       {"istio-inbound-interception-mode", "m", "ISTIO_INBOUND_INTERCEPTION_MODE", "", K::String, "",
-       "The mode used to redirect inbound connections to Envoy, either \"REDIRECT\" or \"TPROXY\"."},
+       R"(The mode used to redirect inbound connections to Envoy, either "REDIRECT" or "TPROXY".)"},
       {"istio-inbound-ports", "b", "ISTIO_INBOUND_PORTS", "", K::String, "",
        "Comma separated list of inbound ports for which traffic is to be redirected to Envoy (optional). The wildcard "
        "character \"*\" can be used to configure redirection for all ports. An empty list will disable."},

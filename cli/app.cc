@@ -439,10 +439,49 @@ int check_nft_tables(const Settings& settings, Platform& platform, std::ostream&
   return exit_code::kOk;
 }
 
+// Istio's verdict on the state it finds (1.24 and later), for its records: `true` when Istio
+// would see drift (and apply). We act the same either way; `ours_on_drift` says what we do.
+Result<bool> log_state_verdict(NetfilterStore& store, const Plan& p, const Settings& settings,
+                               const char* ours_on_drift, Log& log) {
+  const Layout layout = settings.config.layout;
+  if (layout != Layout::Current && layout != Layout::V1_24) return true;
+  auto verdict = istio_state_verdict(store, p, read_family_states(store));
+  if (!verdict) return Error{verdict.error().message};
+  const bool current = layout == Layout::Current;
+  if (current)
+    for (Family f : verdict.value().ignored)
+      log.info(std::string("Ignoring residues because no rules are planned for ") + family_name(f));
+  switch (verdict.value().verdict) {
+  case StateVerdict::Clean:
+    if (current) log.info(istio_message::kCleanState);
+    break;
+  case StateVerdict::ResiduesDrift:
+    if (current) {
+      log.info(istio_message::kResiduesDrift);
+      if (!settings.run.reconcile) log.info(istio_message::kNoReconcile);
+    } else {
+      log.warn(istio_message_1_24::kResiduesDrift);
+      if (!settings.run.reconcile) log.warn(istio_message_1_24::kNoReconcile);
+    }
+    log.info(ours_on_drift);
+    break;
+  case StateVerdict::ResiduesCompatible:
+    if (current)
+      log.info(istio_message::kResiduesCompatible);
+    else
+      log.warn(istio_message::kResiduesCompatible);
+    break;
+  }
+  return verdict.value().drift;
+}
+
 // `Final iptables state (IPv4):` and the listing (and IPv6 when it is on), as Istio logs
 // iptables-save's output; a family whose tables cannot be read is left out, as Istio leaves out
 // a save that failed.
-void log_final_state(NetfilterStore& store, bool legacy, bool ipv6, Log& log) {
+void log_final_state(IptablesSession& session, bool ipv6, Log& log) {
+  NetfilterStore& store = *session.opened.store;
+  const std::string& how = session.opened.description;
+  const bool legacy = how.rfind("libiptc", 0) == 0 || how.rfind("iptables-legacy", 0) == 0;
   const std::time_t now = std::time(nullptr);
   std::tm local{};
   localtime_r(&now, &local);
@@ -483,40 +522,12 @@ Result<AppliedRules> apply_rules(const Settings& settings, const Plan& p, Platfo
   if (!session) return Error{session.error().message};
   NetfilterStore& store = *session.value().opened.store;
   const Layout layout = settings.config.layout;
-  // Istio's verdict on the state it finds (1.24 and later), for its records: we act the same
-  // either way, bringing our rules to the plan in place (nothing is committed when they are).
-  bool drift = true;
-  if (layout == Layout::Current || layout == Layout::V1_24) {
-    auto verdict = istio_state_verdict(store, p, read_family_states(store));
-    if (!verdict) return Error{verdict.error().message};
-    const bool current = layout == Layout::Current;
-    if (current)
-      for (Family f : verdict.value().ignored)
-        log.info(std::string("Ignoring residues because no rules are planned for ") + family_name(f));
-    switch (verdict.value().verdict) {
-    case StateVerdict::Clean:
-      if (current) log.info(istio_message::kCleanState);
-      break;
-    case StateVerdict::ResiduesDrift:
-      if (current) {
-        log.info(istio_message::kResiduesDrift);
-        if (!run.reconcile) log.info(istio_message::kNoReconcile);
-      } else {
-        log.warn(istio_message_1_24::kResiduesDrift);
-        if (!run.reconcile) log.warn(istio_message_1_24::kNoReconcile);
-      }
-      log.info("ours: our rules of the earlier run are replaced in place, table by table, without guardrails "
-               "(each table changes in one commit)");
-      break;
-    case StateVerdict::ResiduesCompatible:
-      if (current)
-        log.info(istio_message::kResiduesCompatible);
-      else
-        log.warn(istio_message::kResiduesCompatible);
-      break;
-    }
-    drift = verdict.value().drift;
-  }
+  auto verdict = log_state_verdict(store, p, settings,
+                                   "ours: our rules of the earlier run are replaced in place, table by table, without "
+                                   "guardrails (each table changes in one commit)",
+                                   log);
+  if (!verdict) return Error{verdict.error().message};
+  const bool drift = verdict.value();
   // Istio's records for the restore it runs (when it runs one); ours names the mechanism that
   // commits instead.
   if (drift || run.force_apply) {
@@ -531,11 +542,7 @@ Result<AppliedRules> apply_rules(const Settings& settings, const Plan& p, Platfo
   auto applied = apply_plan(store, p);
   // Istio's last record, also after a failed apply: the state as iptables-save lists it (1.25
   // and later), read in-process.
-  if (layout == Layout::Current) {
-    const std::string& how = session.value().opened.description;
-    const bool legacy = how.rfind("libiptc", 0) == 0 || how.rfind("iptables-legacy", 0) == 0;
-    log_final_state(store, legacy, settings.config.enable_ipv6, log);
-  }
+  if (layout == Layout::Current) log_final_state(session.value(), settings.config.enable_ipv6, log);
   if (!applied) return Error{applied.error().message};
   log_outcome(log, run.dry_run, "applied", applied.value().committed, "the tables already hold the plan");
   return AppliedRules{};
@@ -552,6 +559,25 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
     return run.native_nftables ? check_nft_tables(settings, platform, out, log)
                                : check_iptables(settings, p, platform, out, log);
   case Command::Cleanup: {
+    // Istio's --cleanup-only records (iptables mode): its verdict on the state against the plan
+    // of these flags, `Performing cleanup of existing iptables`, then (below) the final state,
+    // read through the variant an apply would use.
+    std::optional<IptablesSession> listing;
+    if (!run.native_nftables && settings.config.layout != Layout::V1_22 && settings.config.layout != Layout::V1_23) {
+      auto session = open_iptables(run, platform, false, log);
+      if (!session) {
+        log.error(session.error().message);
+        return exit_code::kFailure;
+      }
+      auto verdict = log_state_verdict(*session.value().opened.store, p, settings,
+                                       "ours: every rule and chain of ours is removed, of any configuration", log);
+      if (!verdict) {
+        log.error(verdict.error().message);
+        return exit_code::kFailure;
+      }
+      log.info(istio_message::kCleanup);
+      listing.emplace(std::move(session).value());
+    }
     // Every rule of ours, of either mode, then the routes.
     for (auto* remove : {&remove_iptables_rules, &remove_nft_tables}) {
       auto removed = (*remove)(run, platform, log);
@@ -560,6 +586,8 @@ int run_on_machine(Command command, const Settings& settings, const Plan& p, Pla
         return exit_code::kFailure;
       }
     }
+    if (listing && settings.config.layout == Layout::Current)
+      log_final_state(*listing, settings.config.enable_ipv6, log);
     auto r = platform.remove_routes(routes_to_remove(settings.config));
     if (!r) {
       log.error(r.error().message + " (the rules are removed)");
@@ -753,8 +781,9 @@ int run_cli(const std::vector<std::string>& args, CliContext& context, std::ostr
     log.line("nothing was changed");
     return exit_code::kUsage;
   }
-  // The iptables plan, where the run uses it (not in native nftables mode, not for cleanup).
-  const bool iptables_plan = !settings.run.native_nftables && command != Command::Cleanup;
+  // The iptables plan, where the run uses it (not in native nftables mode; cleanup compares the
+  // state with it for Istio's records).
+  const bool iptables_plan = !settings.run.native_nftables;
   const Plan p = iptables_plan ? plan(settings.config) : Plan{};
   if (command == Command::Apply && settings.run.dry_run) {
     // The plan itself; no machine is asked.

@@ -143,4 +143,23 @@ def the_state_verdict_is_istios_for_a_fresh_namespace_a_rerun_and_a_changed_conf
     assert drift in fourth and no_reconcile not in fourth, fourth
 
 
+@test
+def cleanup_only_logs_istios_verdict_the_cleanup_line_and_the_state_it_leaves():
+    # Istio's --cleanup-only (§1.10): the verdict against the plan of its flags, "Performing
+    # cleanup of existing iptables", and the final state, which must be iptables-nft-save's.
+    args, env = scenario("sidecar-dns")
+    run = f"{env_prefix(env)} {harness.tool(args, '--backend', 'auto')}"
+    p = ns(f"{run} 2>/dev/null && {run} --cleanup-only 2> {WORK}/cleanup; echo rc=$?; echo =====; iptables-nft-save",
+           env, check=False)
+    head, save = p.stdout.split("=====\n")
+    log = open(f"{WORK}/cleanup").read()
+    assert "rc=0" in head, head + log
+    got = messages(log)
+    compatible = "Found compatible residues of old iptables rules/chains, reconciliation not needed"
+    cleanup = "Performing cleanup of existing iptables"
+    assert compatible in got and cleanup in got and got.index(compatible) < got.index(cleanup), got
+    assert undated(final_states(log).get("IPv4", "")) == undated(save), f"{log}\n--- iptables-nft-save\n{save}"
+    assert "ISTIO" not in save, save
+
+
 sys.exit(harness.finish())

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/apply.h"
+#include "core/istio_state.h"
 #include "core/planner.h"
 #include "fixtures.h"
 #include "memory_store.h"
@@ -186,4 +187,52 @@ TEST_CASE("apply: a store that commits all tables at once is asked once, for eve
   REQUIRE(cleaned);
   CHECK(store.transactions == 2);
   CHECK(store.chain(Family::V4, Table::Nat, "OUTPUT").empty());
+}
+
+// Istio's VerifyIptablesState (../shared/docs/istio-operator-behaviour.md §7.1), over the memory
+// store: the verdicts of §7.1's table for each situation it describes.
+TEST_CASE("istio state: clean, compatible, drift and ignored residues as §7.1 decides them") {
+  const Plan p = plan(injected_sidecar());  // IPv4 only: IPv6 has no plan
+  auto verdict_of = [&](MemoryStore& store) {
+    auto v = istio_state_verdict(store, p, read_family_states(store));
+    REQUIRE(v);
+    return v.value();
+  };
+  SECTION("nothing installed: clean, and Istio applies") {
+    MemoryStore store;
+    auto v = verdict_of(store);
+    CHECK(v.verdict == StateVerdict::Clean);
+    CHECK(v.drift);
+  }
+  SECTION("the plan installed: compatible residues, nothing to apply") {
+    MemoryStore store;
+    REQUIRE(apply_plan(store, p));
+    auto v = verdict_of(store);
+    CHECK(v.verdict == StateVerdict::ResiduesCompatible);
+    CHECK_FALSE(v.drift);
+  }
+  SECTION("an ISTIO_* chain with one rule more: drift") {
+    MemoryStore store;
+    REQUIRE(apply_plan(store, p));
+    store.add_foreign(Family::V4, Table::Nat, "ISTIO_OUTPUT", "-d 192.0.2.1/32 -j RETURN");
+    CHECK(verdict_of(store).verdict == StateVerdict::ResiduesDrift);
+  }
+  SECTION("an ISTIO_* chain the plan lacks: drift") {
+    MemoryStore store;
+    REQUIRE(apply_plan(store, p));
+    store.add_foreign(Family::V4, Table::Mangle, "ISTIO_OLD", "-j RETURN");
+    CHECK(verdict_of(store).verdict == StateVerdict::ResiduesDrift);
+  }
+  SECTION("a foreign rule in a built-in chain alone counts as residue, and its chains are then missing") {
+    MemoryStore store;
+    store.add_foreign(Family::V4, Table::Nat, "POSTROUTING", "-s 198.51.100.0/24 -j RETURN");
+    CHECK(verdict_of(store).verdict == StateVerdict::ResiduesDrift);
+  }
+  SECTION("residue in a family with no plan is ignored: clean, with the family named") {
+    MemoryStore store;
+    store.add_foreign(Family::V6, Table::Nat, "OUTPUT", "-d 2001:db8::1/128 -j RETURN");
+    auto v = verdict_of(store);
+    CHECK(v.verdict == StateVerdict::Clean);
+    CHECK(v.ignored == std::vector<Family>{Family::V6});
+  }
 }

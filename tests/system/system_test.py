@@ -247,18 +247,21 @@ def cni_mode_locks_the_pods_network_namespace_not_the_global_lock():
     # path, so pods set up at once never wait on one another, nor on the node's iptables users.
     args, env = scenario("sidecar-dns")
     cni = ["--cni-mode", "--wait", "1"]
-    p = ns("ip netns add pod-a && ip netns add pod-b && "
+    # Names of this run, deleted on the way out: /run is the host's file system, so the files that
+    # `ip netns add` makes outlive the test's mount namespace.
+    a, b = f"istio-test-{os.getpid()}-a", f"istio-test-{os.getpid()}-b"
+    p = ns(f"trap 'ip netns del {a}; ip netns del {b}' EXIT; ip netns add {a} && ip netns add {b} && "
            f"(flock {LOCK} sleep 4 &) ; sleep 0.5; "
-           f"{tool(args, *cni, '--network-namespace', '/run/netns/pod-a')} 2>{WORK}/a.log; echo rc_a=$?; "
-           f"echo =====; ip netns exec pod-a iptables-legacy-save -t nat | grep -c ISTIO_; echo =====; "
-           f"(flock /run/netns/pod-b sleep 4 &) ; sleep 0.5; "
-           f"{tool(args, *cni, '--network-namespace', '/run/netns/pod-b')} 2>{WORK}/b.log; echo rc_b=$?; "
-           f"echo =====; ip netns exec pod-b iptables-legacy-save -t nat | grep -c ISTIO_ || true", env, check=False)
+           f"{tool(args, *cni, '--network-namespace', f'/run/netns/{a}')} 2>{WORK}/a.log; echo rc_a=$?; "
+           f"echo =====; ip netns exec {a} iptables-legacy-save -t nat | grep -c ISTIO_; echo =====; "
+           f"(flock /run/netns/{b} sleep 4 &) ; sleep 0.5; "
+           f"{tool(args, *cni, '--network-namespace', f'/run/netns/{b}')} 2>{WORK}/b.log; echo rc_b=$?; "
+           f"echo =====; ip netns exec {b} iptables-legacy-save -t nat | grep -c ISTIO_ || true", env, check=False)
     a_log, b_log = open(f"{WORK}/a.log").read(), open(f"{WORK}/b.log").read()
     parts = p.stdout.split("=====\n")
     assert "rc_a=0" in parts[0], p.stdout + a_log
     assert int(parts[1].strip()) > 0, p.stdout
-    assert "rc_b=1" in parts[2] and "/run/netns/pod-b" in b_log and "gave up after 1s" in b_log, p.stdout + b_log
+    assert "rc_b=1" in parts[2] and f"/run/netns/{b}" in b_log and "gave up after 1s" in b_log, p.stdout + b_log
     assert parts[3].strip() == "0", p.stdout
 
 

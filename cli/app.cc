@@ -540,6 +540,8 @@ Result<AppliedRules> apply_rules(const Settings& settings, const Plan& p, Platfo
     if (p.v6 || layout != Layout::Current) log.info(restore_message(mechanism, p.v6 ? restore_text(*p.v6) : ""));
   }
   auto applied = apply_plan(store, p);
+  // A refused commit: Istio's record of a failed iptables-restore, with our cause.
+  if (!applied) log.error("Command error: " + applied.error().message);
   // Istio's last record, also after a failed apply: the state as iptables-save lists it (1.25
   // and later), read in-process.
   if (layout == Layout::Current) log_final_state(session.value(), settings.config.enable_ipv6, log);

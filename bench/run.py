@@ -5,7 +5,7 @@ comparison interleaved in one run.
 
 Prints a markdown table and writes it, with the date and the machine, to docs/performance.md,
 and draws the scale results with gnuplot (docs/perf-plan-size.png, docs/perf-table-size.png).
-usage: bench/run.py [--runs N] [--quick] [--tool PATH] [--no-write] [--only TEXT ...]
+usage: bench/run.py [--runs N] [--quick] [--tool PATH] [--versus PATH] [--no-write] [--only TEXT ...]
 Needs root (ip netns, nsenter), iptables (legacy and nft), nft and gnuplot. Never touches the host's rules.
 """
 import argparse
@@ -33,6 +33,8 @@ ap.add_argument("--runs", type=int, default=11)
 ap.add_argument("--quick", action="store_true", help="fewer sizes, for a smoke test")
 ap.add_argument("--tool", default=os.path.join(ROOT, "build", "release", "cli", "istio-iptables"))
 ap.add_argument("--no-write", action="store_true")
+ap.add_argument("--versus", metavar="PATH",
+                help="another build of the tool, measured beside --tool in the nftables apply (A/B of a change)")
 ap.add_argument("--measure", default=os.path.join(ROOT, "build", "release", "bench_measure"))
 ap.add_argument("--only", nargs="+", metavar="TEXT",
                 help="run only the scenarios whose title contains one of these texts (implies --no-write)")
@@ -276,6 +278,8 @@ nft_setup_ours = [nft_ours]
 nft_setup_nft = [["nft", "-f", nft_file]]
 groups.append(("nftables apply: injected sidecar + DNS, IPv4 and IPv6, fresh namespace", [
     ("ours, --native-nftables (in-process, one transaction)", {"argv": nft_ours}),
+] + ([(f"the same, build {opts.versus}", {"argv": [os.path.abspath(opts.versus)] + nft_args + ["--native-nftables"]})]
+     if opts.versus else []) + [
     ("nft -f of the same script (one process)", {"argv": ["nft", "-f", nft_file]}),
     ("Istio's nft sequence (nft --version, nft --check probe, nft -f)", {"script": istio_nft_sequence(nft_file)}),
     # The floor both sides pay (fork, exec, exit in a fresh namespace): the goal's ratio above it.
@@ -340,6 +344,12 @@ def stats(rs):
     return statistics.median(ms), ms[0], ms[-1], max(r["rss_kib"] for r in rs)
 
 
+def paired_ratio(rs, base):
+    """The median of the round-by-round ratios: each run against the baseline's run of the same
+    round, so that a round the machine was slow in weighs on both sides of its ratio."""
+    return statistics.median(r["ms"] / b["ms"] for r, b in zip(rs, base))
+
+
 cpu = "unknown CPU"
 for line in open("/proc/cpuinfo"):
     if line.startswith("model name"):
@@ -348,14 +358,16 @@ for line in open("/proc/cpuinfo"):
 machine = f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}"
 lines = [f"Measured {datetime.date.today().isoformat()} on {machine}; {opts.runs} runs of each, interleaved, "
          "each run in a fresh network namespace; whole-process wall time.", "",
-         "| scenario | method | median ms | min–max ms | ratio to baseline | peak RSS MiB |", "|---|---|---|---|---|---|"]
+         "| scenario | method | median ms | min–max ms | ratio to baseline | paired ratio | peak RSS MiB |",
+         "|---|---|---|---|---|---|---|"]
 for g in selected:
     title, methods, baseline = groups[g]
     base = stats(results[(g, baseline)])[0]
     for label, _ in methods:
         med, lo, hi, rss = stats(results[(g, label)])
         ratio = "baseline" if label == baseline else f"{med / base:.3f}"
-        lines.append(f"| {title} | {label} | {med:.2f} | {lo:.2f}–{hi:.2f} | {ratio} | {rss / 1024:.1f} |")
+        paired = "" if label == baseline else f"{paired_ratio(results[(g, label)], results[(g, baseline)]):.3f}"
+        lines.append(f"| {title} | {label} | {med:.2f} | {lo:.2f}–{hi:.2f} | {ratio} | {paired} | {rss / 1024:.1f} |")
 table = "\n".join(lines)
 print(table)
 

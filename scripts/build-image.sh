@@ -6,8 +6,8 @@
 #
 # Without --binary it builds one first (in --build-dir, default build/image: Release, unused
 # sections dropped, no tests). The binary is stripped and staged with exactly the shared objects
-# `ldd` lists and the dynamic loader (Debian 12 has no static libip4tc, libip6tc or libmnl;
-# docs/packaging.md). --oci-dir also writes the image as an OCI layout (podman save --format
+# `ldd` lists, the two it loads with dlopen (libip4tc, libip6tc) and the dynamic loader (Debian 12
+# has no static libip4tc, libip6tc or libmnl; docs/packaging.md). --oci-dir also writes the image as an OCI layout (podman save --format
 # oci-dir), ready for `umoci unpack`. With
 # ISTIO_IPTABLES_PODMAN_ROOT=DIR, podman keeps its images under DIR instead of the user's store
 # (the tests use a throwaway one).
@@ -62,6 +62,15 @@ while read -r path; do
   mkdir -p "$root$(dirname "$path")"
   cp -L "$path" "$root$path"
 done < <(ldd "$binary" | sed -n -e 's/.*=> \(\/[^ ]*\) .*/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' | sort -u)
+# And the libraries it loads with dlopen when the legacy backend first opens a table
+# (lib/system/libiptc_store.cc), at the path the loader's cache names.
+for soname in libip4tc.so.2 libip6tc.so.2; do
+  path=$(ldconfig -p | awk -v so="$soname" '$1 == so && /x86-64|x86_64|64bit/ {print $NF; exit}')
+  [ -n "$path" ] || path=$(ldconfig -p | awk -v so="$soname" '$1 == so {print $NF; exit}')
+  [ -n "$path" ] || { echo "error: the loader's cache has no $soname (package ${soname%%.so*}2)" >&2; exit 1; }
+  mkdir -p "$root$(dirname "$path")"
+  cp -L "$path" "$root$path"
+done
 
 "${podman[@]}" build --quiet --layers=false --timestamp 0 --build-arg "VERSION=$version" -f Containerfile -t "$tag" "$stage" >&2
 size=$("${podman[@]}" image inspect --format '{{.Size}}' "$tag")

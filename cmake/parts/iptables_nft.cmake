@@ -11,7 +11,7 @@ if(TARGET unit_tests)
   target_sources(unit_tests PRIVATE
     ${PROJECT_SOURCE_DIR}/tests/system/iptables_nft_choice_test.cc
     ${PROJECT_SOURCE_DIR}/tests/system/iptables_nft_encoding_test.cc)
-  target_link_libraries(unit_tests PRIVATE PkgConfig::NFTNL)
+  target_link_libraries(unit_tests PRIVATE nftnl)
   find_package(Python3 COMPONENTS Interpreter REQUIRED)  # tests/'s is not visible from here
   # Every catalogue scenario applied in-process and through iptables-nft-restore of the dry-run,
   # compared by iptables-nft-save and nft list ruleset; atomicity, foreign rules, concurrency.

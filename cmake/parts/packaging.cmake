@@ -138,6 +138,9 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME istio-iptables)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SHLIBDEPS ON)
+# dpkg-shlibdeps sees what the binary links; libiptc is loaded with dlopen when the legacy
+# backend first opens a table (lib/system/libiptc_store.cc), so its packages are named here.
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "libip4tc2 (>= 1.8.3), libip6tc2 (>= 1.8.3)")
 set(CPACK_COMPONENT_RUNTIME_DESCRIPTION
   "Istio's istio-iptables in C++: the init container's traffic capture\n"
   "Programs a pod's network namespace so that its traffic goes through the Envoy sidecar, with\n"

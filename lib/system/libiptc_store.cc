@@ -1,8 +1,16 @@
 // libiptc, one family at a time, behind one interface.
 //
 // libiptc's IPv4 and IPv6 libraries share one C handle type, so passing an IPv4 handle to an
-// ip6tc_ function compiles. Api<F> binds each family's functions once; the rest of the file is
-// written once for both. Every read-modify-commit uses a fresh handle (a handle is stale after a
+// ip6tc_ function compiles. Api binds each family's functions once; the rest of the file is
+// written once for both.
+//
+// The two libraries are loaded with dlopen when a legacy table is first opened, not linked: most
+// runs (native nftables, iptables-nft) never touch legacy x_tables, and linking them cost every
+// run's start about 0.05 ms of mapping and ~100 symbol bindings (docs/performance.md). Each
+// function is bound by name and typed as the header declares it (checked at compile time); a
+// missing library or function is an error naming it, returned by the first open.
+//
+// Every read-modify-commit uses a fresh handle (a handle is stale after a
 // commit), retries on EAGAIN (another writer committed since our read; after a growing pause) and on EEXIST at init
 // (two processes creating a table lazily at once), and after any other failed commit reads the
 // table again before deciding: the commit can fail after the rules went live
@@ -14,6 +22,7 @@ extern "C" {
 #include <libiptc/libip6tc.h>
 }
 
+#include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +33,8 @@ extern "C" {
 #include <ctime>
 #include <fstream>
 #include <mutex>
+#include <tuple>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -56,46 +67,133 @@ struct Api {
   int (*commit)(xtc_handle*);
 };
 
+// One family's library as dlopen found it: the functions the store calls, typed as the
+// library's header declares them (the static_asserts below hold each to its declaration).
+template <class Entry>
+struct Library {
+  xtc_handle* (*init)(const char*) = nullptr;
+  void (*free)(xtc_handle*) = nullptr;
+  const char* (*first_chain)(xtc_handle*) = nullptr;
+  const char* (*next_chain)(xtc_handle*) = nullptr;
+  const Entry* (*first_rule)(const char*, xtc_handle*) = nullptr;
+  const Entry* (*next_rule)(const Entry*, xtc_handle*) = nullptr;
+  const char* (*get_target)(const Entry*, xtc_handle*) = nullptr;
+  int (*builtin)(const char*, xtc_handle*) = nullptr;
+  const char* (*get_policy)(const char*, xt_counters*, xtc_handle*) = nullptr;
+  int (*is_chain)(const char*, xtc_handle*) = nullptr;
+  int (*create_chain)(const char*, xtc_handle*) = nullptr;
+  int (*flush)(const char*, xtc_handle*) = nullptr;
+  int (*delete_chain)(const char*, xtc_handle*) = nullptr;
+  int (*append)(const char*, const Entry*, xtc_handle*) = nullptr;
+  int (*commit)(xtc_handle*) = nullptr;
+  std::string error;  // empty when the library and every function were found
+
+  using Signatures =
+      std::tuple<decltype(init), decltype(free), decltype(first_chain), decltype(next_chain), decltype(first_rule),
+                 decltype(next_rule), decltype(get_target), decltype(builtin), decltype(get_policy), decltype(is_chain),
+                 decltype(create_chain), decltype(flush), decltype(delete_chain), decltype(append), decltype(commit)>;
+};
+// decltype names a function without referring to it: these bind no symbol.
+static_assert(
+    std::is_same_v<Library<ipt_entry>::Signatures,
+                   std::tuple<decltype(&iptc_init), decltype(&iptc_free), decltype(&iptc_first_chain),
+                              decltype(&iptc_next_chain), decltype(&iptc_first_rule), decltype(&iptc_next_rule),
+                              decltype(&iptc_get_target), decltype(&iptc_builtin), decltype(&iptc_get_policy),
+                              decltype(&iptc_is_chain), decltype(&iptc_create_chain), decltype(&iptc_flush_entries),
+                              decltype(&iptc_delete_chain), decltype(&iptc_append_entry), decltype(&iptc_commit)>>);
+static_assert(
+    std::is_same_v<Library<ip6t_entry>::Signatures,
+                   std::tuple<decltype(&ip6tc_init), decltype(&ip6tc_free), decltype(&ip6tc_first_chain),
+                              decltype(&ip6tc_next_chain), decltype(&ip6tc_first_rule), decltype(&ip6tc_next_rule),
+                              decltype(&ip6tc_get_target), decltype(&ip6tc_builtin), decltype(&ip6tc_get_policy),
+                              decltype(&ip6tc_is_chain), decltype(&ip6tc_create_chain), decltype(&ip6tc_flush_entries),
+                              decltype(&ip6tc_delete_chain), decltype(&ip6tc_append_entry), decltype(&ip6tc_commit)>>);
+
+// Loads libip4tc or libip6tc (soname, Debian package) and binds its functions, named prefix +
+// the libiptc name ("iptc_" or "ip6tc_"). The library stays loaded for the life of the process.
+template <class Entry>
+Library<Entry> load(const char* soname, const char* package, const std::string& prefix) {
+  Library<Entry> l;
+  // RTLD_NOW: a library that lacks a function it needs fails here, whole, not in a commit.
+  void* lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* why = dlerror();
+    l.error = fmt::format("cannot load {} (libiptc, which the legacy backend uses; Debian package {}): {}", soname,
+                          package, why ? why : "unknown error");
+    return l;
+  }
+  auto bind = [&](const char* name, auto* slot) {
+    if (!l.error.empty()) return;
+    const std::string symbol = prefix + name;
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): dlsym's result, typed by the static_asserts
+    *slot = reinterpret_cast<std::remove_pointer_t<decltype(slot)>>(dlsym(lib, symbol.c_str()));
+    if (*slot == nullptr) l.error = fmt::format("cannot load {}: it has no function {}", soname, symbol);
+  };
+  bind("init", &l.init);
+  bind("free", &l.free);
+  bind("first_chain", &l.first_chain);
+  bind("next_chain", &l.next_chain);
+  bind("first_rule", &l.first_rule);
+  bind("next_rule", &l.next_rule);
+  bind("get_target", &l.get_target);
+  bind("builtin", &l.builtin);
+  bind("get_policy", &l.get_policy);
+  bind("is_chain", &l.is_chain);
+  bind("create_chain", &l.create_chain);
+  bind("flush_entries", &l.flush);
+  bind("delete_chain", &l.delete_chain);
+  bind("append_entry", &l.append);
+  bind("commit", &l.commit);
+  return l;
+}
+
+const Library<ipt_entry>& ip4() {
+  static const Library<ipt_entry> l = load<ipt_entry>("libip4tc.so.2", "libip4tc2", "iptc_");
+  return l;
+}
+
+const Library<ip6t_entry>& ip6() {
+  static const Library<ip6t_entry> l = load<ip6t_entry>("libip6tc.so.2", "libip6tc2", "ip6tc_");
+  return l;
+}
+
+// A family's functions with entries as const void*, so that the rest of the file is written once
+// for both.
+template <class Entry, const Library<Entry>& (*lib)()>
+Api api_of() {
+  return Api{
+      [](const char* t) { return lib().init(t); },
+      [](xtc_handle* h) { lib().free(h); },
+      [](xtc_handle* h) { return lib().first_chain(h); },
+      [](xtc_handle* h) { return lib().next_chain(h); },
+      [](const char* c, xtc_handle* h) -> const void* { return lib().first_rule(c, h); },
+      [](const void* p, xtc_handle* h) -> const void* { return lib().next_rule(static_cast<const Entry*>(p), h); },
+      [](const void* e, xtc_handle* h) { return lib().get_target(static_cast<const Entry*>(e), h); },
+      [](const char* c, xtc_handle* h) { return lib().builtin(c, h); },
+      [](const char* c, xt_counters* n, xtc_handle* h) { return lib().get_policy(c, n, h); },
+      [](const char* c, xtc_handle* h) { return lib().is_chain(c, h); },
+      [](const char* c, xtc_handle* h) { return lib().create_chain(c, h); },
+      [](const char* c, xtc_handle* h) { return lib().flush(c, h); },
+      [](const char* c, xtc_handle* h) { return lib().delete_chain(c, h); },
+      [](const char* c, const void* e, xtc_handle* h) { return lib().append(c, static_cast<const Entry*>(e), h); },
+      [](xtc_handle* h) { return lib().commit(h); },
+  };
+}
+
+// The family's functions; loads its library on first use. The error names the library.
+Result<const Api*> load_api(Family f) {
+  static const Api v4 = api_of<ipt_entry, ip4>();
+  static const Api v6 = api_of<ip6t_entry, ip6>();
+  const std::string& error = f == Family::V4 ? ip4().error : ip6().error;
+  if (!error.empty()) return Error{error};
+  return f == Family::V4 ? &v4 : &v6;
+}
+
+// After load_api succeeded for the family (every handle comes from open_handle, which loads it).
 const Api& api(Family f) {
-  static const Api v4{
-      iptc_init,
-      iptc_free,
-      iptc_first_chain,
-      iptc_next_chain,
-      [](const char* c, xtc_handle* h) -> const void* { return iptc_first_rule(c, h); },
-      [](const void* p, xtc_handle* h) -> const void* { return iptc_next_rule(static_cast<const ipt_entry*>(p), h); },
-      [](const void* e, xtc_handle* h) { return iptc_get_target(static_cast<const ipt_entry*>(e), h); },
-      [](const char* c, xtc_handle* h) { return iptc_builtin(c, h); },
-      [](const char* c, xt_counters* n, xtc_handle* h) { return iptc_get_policy(c, n, h); },
-      [](const char* c, xtc_handle* h) { return iptc_is_chain(c, h); },
-      [](const char* c, xtc_handle* h) { return iptc_create_chain(c, h); },
-      [](const char* c, xtc_handle* h) { return iptc_flush_entries(c, h); },
-      [](const char* c, xtc_handle* h) { return iptc_delete_chain(c, h); },
-      [](const char* c, const void* e, xtc_handle* h) {
-        return iptc_append_entry(c, static_cast<const ipt_entry*>(e), h);
-      },
-      iptc_commit,
-  };
-  static const Api v6{
-      ip6tc_init,
-      ip6tc_free,
-      ip6tc_first_chain,
-      ip6tc_next_chain,
-      [](const char* c, xtc_handle* h) -> const void* { return ip6tc_first_rule(c, h); },
-      [](const void* p, xtc_handle* h) -> const void* { return ip6tc_next_rule(static_cast<const ip6t_entry*>(p), h); },
-      [](const void* e, xtc_handle* h) { return ip6tc_get_target(static_cast<const ip6t_entry*>(e), h); },
-      [](const char* c, xtc_handle* h) { return ip6tc_builtin(c, h); },
-      [](const char* c, xt_counters* n, xtc_handle* h) { return ip6tc_get_policy(c, n, h); },
-      [](const char* c, xtc_handle* h) { return ip6tc_is_chain(c, h); },
-      [](const char* c, xtc_handle* h) { return ip6tc_create_chain(c, h); },
-      [](const char* c, xtc_handle* h) { return ip6tc_flush_entries(c, h); },
-      [](const char* c, xtc_handle* h) { return ip6tc_delete_chain(c, h); },
-      [](const char* c, const void* e, xtc_handle* h) {
-        return ip6tc_append_entry(c, static_cast<const ip6t_entry*>(e), h);
-      },
-      ip6tc_commit,
-  };
-  return f == Family::V4 ? v4 : v6;
+  auto a = load_api(f);
+  assert(a);
+  return *a.value();
 }
 
 std::string what(Family f, Table t) { return fmt::format("table {} ({})", table_name(t), family_name(f)); }
@@ -149,8 +247,10 @@ using Handle = std::unique_ptr<xtc_handle, HandleDeleter>;
 
 Result<Handle> open_handle(Family f, Table t, int& retries) {
   for (int attempt = 0;; ++attempt) {
+    auto a = load_api(f);
+    if (!a) return Error{a.error().message};
     errno = 0;  // iptc_init can fail without setting errno
-    xtc_handle* h = api(f).init(table_name(t));
+    xtc_handle* h = a.value()->init(table_name(t));
     if (h) return Handle(h, HandleDeleter{f});
     int e = errno;
     if ((e == EEXIST || e == EAGAIN) && attempt < 20) {  // lazy table creation race; changing table

@@ -13,7 +13,8 @@
 // resolves them when it parses the script, but from /etc/group and /etc/passwd read directly.
 //
 // Reading. Tables, chains, rules and sets of family inet are dumped between two GETGEN
-// requests; if the generation moved, the view may be torn and is read again. A rule's
+// requests; if the generation moved, the view may be torn and is read again (with no table of
+// ours there is one dump only, a view of one moment, and no second GETGEN). A rule's
 // fingerprint is libnftnl's own printing of each expression, the same printer for what we
 // would send and what the kernel returns, with counters' values left out and a lookup replaced
 // by the sorted elements of its set (anonymous set names are chosen by the kernel). A rule is
@@ -765,6 +766,13 @@ Result<InstalledState> NetlinkStore::read_once(bool* consistent) {
     }
   }
 
+  if (tables.empty()) {
+    // One dump, uninterrupted, is a view of one moment by itself. If the ruleset changed after
+    // the GETGEN before it, the view is newer than state.generation and a commit built on it is
+    // refused (and retried) as any stale one; a second GETGEN would only cost a round trip.
+    *consistent = !interrupted;
+    return state;
+  }
   if (auto g = getgen(&gen_after); !g) return g.error();
   *consistent = !interrupted && gen_after == state.generation;
   return state;

@@ -43,7 +43,10 @@ ok "libistio-iptables-dev holds the archive, the headers, the CMake package and 
 # Depends: the owner of every shared object the binary needs.
 depends=$(dpkg-deb -f "$runtime" Depends)
 echo "Depends: $depends"
-for lib in $(ldd "$tool" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p'); do
+# ldd's list, and the two libraries the binary loads with dlopen (lib/system/libiptc_store.cc).
+dlopened=$(ldconfig -p | awk '$1 == "libip4tc.so.2" || $1 == "libip6tc.so.2" {print $NF}' | sort -u)
+[ "$(echo "$dlopened" | wc -l)" -ge 2 ] || fail "the loader's cache lacks libip4tc.so.2 or libip6tc.so.2"
+for lib in $(ldd "$tool" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p') $dlopened; do
   # dpkg knows a file by the path its package ships (merged /usr: /lib/... or /usr/lib/...).
   owner=""
   for path in "$lib" "$(readlink -f "$lib")" "/usr$lib"; do
@@ -52,7 +55,7 @@ for lib in $(ldd "$tool" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p'); do
   [ -n "$owner" ] || fail "no package owns $lib"
   echo "$depends" | tr ',' '\n' | grep -q "^ *$owner\b" || fail "Depends lacks $owner (owner of $lib)"
 done
-ok "istio-iptables depends on the package of every library ldd lists"
+ok "istio-iptables depends on the package of every library ldd lists and of the two it loads with dlopen"
 [ "$(dpkg-deb -f "$runtime" Package)" = istio-iptables ] && [ -n "$(dpkg-deb -f "$runtime" Version)" ] &&
   [ "$(dpkg-deb -f "$runtime" Architecture)" = "$(dpkg --print-architecture)" ] ||
   fail "control fields: $(dpkg-deb -f "$runtime" Package Version Architecture)"

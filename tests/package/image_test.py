@@ -10,7 +10,8 @@ address). podman run is not used: on these machines crun cannot set rlimits.
 
 What is asserted, each from an independent source:
   - the image is under 5 MiB, packed and unpacked, and holds nothing but the tool, the shared
-    objects ldd lists for it, and empty mount points (no shell, no package manager);
+    objects ldd lists for it and libiptc (loaded with dlopen), and empty mount points (no
+    shell, no package manager);
   - its entrypoint is /usr/local/bin/pilot-agent (where Istio's proxyv2 image has it) running as
     root, and /usr/local/bin/istio-iptables is the same program;
   - the kernel's listing (iptables-legacy-save, or iptables-nft-save where the tool chose
@@ -151,8 +152,12 @@ def run_checks(tool, repo, work):
     check(total < 5 * MIB, "the unpacked root filesystem is under 5 MiB")
     ldd = run(["ldd", tool]).stdout
     wanted = set(re.findall(r"=> (/\S+)", ldd)) | set(re.findall(r"^\s*(/\S+) \(", ldd, re.M))
-    check(sorted(files) == sorted(wanted | {"/usr/local/bin/istio-iptables"}),
-          f"the files are the tool and what ldd lists, nothing else ({sorted(files)})")
+    # and libiptc, which the tool loads with dlopen when it first opens a legacy table
+    cache = run(["ldconfig", "-p"]).stdout
+    dlopened = set(re.findall(r"^\s*libip[46]tc\.so\.2 \(libc6,x86-64\) => (/\S+)", cache, re.M))
+    check(len(dlopened) == 2, f"the loader's cache names libip4tc.so.2 and libip6tc.so.2 ({sorted(dlopened)})")
+    check(sorted(files) == sorted(wanted | dlopened | {"/usr/local/bin/istio-iptables"}),
+          f"the files are the tool, what ldd lists and libiptc, nothing else ({sorted(files)})")
     check(not any(os.path.exists(os.path.join(root, p)) for p in ["bin/sh", "usr/bin", "etc"]),
           "no shell, no /usr/bin, no /etc")
 

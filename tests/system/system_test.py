@@ -419,6 +419,26 @@ def errors_name_the_cause_and_leave_nothing_half_done():
     assert "ISTIO" not in p.stdout
 
 
+@test
+def a_broken_libiptc_fails_the_legacy_backend_only_naming_the_library():
+    # libip4tc is loaded with dlopen when a legacy table is first opened. With an empty file bound
+    # over it, the legacy backend fails naming the library and creates no table; the nf_tables
+    # variant and the native nftables mode never load it and still apply.
+    args, env = scenario("sidecar-dns")
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    lib = re.search(r"^\s*libip4tc\.so\.2 \(libc6,x86-64\) => (/\S+)", cache, re.M).group(1)
+    empty = os.path.join(WORK, "empty.so")
+    open(empty, "w").close()
+    p = ns(f"mount --bind {empty} {lib} && {{ {tool(args, '--backend', 'libiptc')}; echo legacy=$?; }}; "
+           f"echo tables=$(cat /proc/net/ip_tables_names 2>/dev/null | wc -l); "
+           f"{{ {tool(args, '--force-iptables-binary', 'nft')} >/dev/null 2>&1; echo nft=$?; }}; "
+           f"{{ {tool(args, '--native-nftables')} >/dev/null 2>&1; echo native=$?; }}; nft list tables", env, check=False)
+    out = p.stdout + p.stderr
+    assert "legacy=1" in out and "cannot load libip4tc.so.2" in out and "libip4tc2" in out, out
+    assert "tables=0" in out, out
+    assert "nft=0" in out and "native=0" in out and "istio-proxy-nat" in out, out
+
+
 # ---- issue 8: every command does exactly what it says -------------------------------------------
 
 @test

@@ -407,12 +407,13 @@ class Builder {
 
   // Does the release --compat names have this flag at all (SettingSpec::first_minor, last_minor)?
   bool release_has_flag(const std::string& name) const {
-    for (const auto& spec : setting_specs()) {
-      if (spec.name != name) continue;
-      if (spec.last_minor != 0 && !release_has(spec.last_minor)) return false;
-      return spec.first_minor == 0 || !compat_minor_ || *compat_minor_ >= spec.first_minor;
-    }
+    for (const auto& spec : setting_specs())
+      if (spec.name == name) return release_has_flag(spec);
     return true;
+  }
+  bool release_has_flag(const SettingSpec& spec) const {
+    if (spec.last_minor != 0 && !release_has(spec.last_minor)) return false;
+    return spec.first_minor == 0 || !compat_minor_ || *compat_minor_ >= spec.first_minor;
   }
 
   // The flags that exist only in some releases (docs/releases.md). Where the release has the
@@ -422,7 +423,7 @@ class Builder {
     const std::string& compat = get("compat").value;
     if (!compat_minor_ && compat != "current" && compat != "latest") return;  // --compat is refused already
     for (const auto& spec : setting_specs()) {
-      if (release_has_flag(spec.name)) continue;
+      if (release_has_flag(spec)) continue;
       const SettingValue& v = get(spec.name);
       if (!v.explicitly_set || v.source.rfind("--", 0) != 0) continue;
       if (spec.last_minor != 0)

@@ -11,6 +11,10 @@
 // the same batch, referenced by the lookup through its batch id; negated ct state is a plain
 // `cmp neq`, a positive one a mask test. Group and user names are resolved here, where nft
 // resolves them when it parses the script, but from /etc/group and /etc/passwd read directly.
+// The encoder is written once over two sinks: a commit writes the netlink attributes directly
+// (AttrSink), the bytes libnftnl would write, held equal to them by a unit test over every rule
+// of the conformance cases; a fingerprint builds libnftnl's expression objects (NftnlSink) to
+// print them with the printer the kernel's rules go through.
 //
 // Reading. Tables, chains, rules and sets of family inet are dumped between two GETGEN
 // requests; if the generation moved, the view may be torn and is read again (with no table of
@@ -45,10 +49,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <functional>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "core/nft_script.h"
@@ -98,33 +104,190 @@ struct EncodedRule {
   std::vector<AnonymousSet> sets;
 };
 
-class Encoder : ExprBuilder {
- public:
-  Encoder(nftnl_rule* rule, std::vector<AnonymousSet>& sets, std::uint32_t& next_set_id,
-          const std::function<Result<std::uint32_t>(const OwnerId&, bool)>& resolve)
-      : ExprBuilder(rule), sets_(sets), next_set_id_(next_set_id), resolve_(resolve) {}
+// Two ways to write the same expressions. NftnlSink makes libnftnl expression objects in an
+// nftnl_rule: the fingerprint of a planned rule is libnftnl's printing of them, the printer the
+// kernel's rules go through. AttrSink writes the netlink attributes themselves, the bytes
+// nftnl_rule_nlmsg_build_payload would write for those objects (a unit test holds every rule
+// of the conformance cases to that), without allocating, filling, looking up by name and
+// freeing an object per expression: a commit's encoding is a quarter of what it was.
 
-  Status statement(const Statement& s) {
-    return std::visit([this](const auto& v) { return encode(v); }, s);
+class NftnlSink : protected ExprBuilder {
+ public:
+  explicit NftnlSink(nftnl_rule* rule) : ExprBuilder(rule) {}
+
+ protected:
+  using ExprBuilder::bitwise;
+  using ExprBuilder::cmp;
+  using ExprBuilder::meta_load;
+  using ExprBuilder::payload;
+  void meta_store(std::uint32_t key) { set("meta", {{NFTNL_EXPR_META_KEY, key}, {NFTNL_EXPR_META_SREG, NFT_REG_1}}); }
+  void ct_load(std::uint32_t key) { set("ct", {{NFTNL_EXPR_CT_KEY, key}, {NFTNL_EXPR_CT_DREG, NFT_REG_1}}); }
+  void ct_store(std::uint32_t key) { set("ct", {{NFTNL_EXPR_CT_KEY, key}, {NFTNL_EXPR_CT_SREG, NFT_REG_1}}); }
+  void immediate_data(const void* data, std::uint32_t len) {
+    nftnl_expr_set(set("immediate", {{NFTNL_EXPR_IMM_DREG, NFT_REG_1}}), NFTNL_EXPR_IMM_DATA, data, len);
+  }
+  void verdict(int code, const std::string* chain) {
+    nftnl_expr* e = set("immediate", {{NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT},
+                                      {NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(code)}});
+    if (chain) nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain->c_str());
+  }
+  void lookup(std::uint32_t set_id, bool negated) {
+    nftnl_expr* e = set("lookup", {{NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1}, {NFTNL_EXPR_LOOKUP_SET_ID, set_id}});
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, "__set%d");
+    if (negated) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+  }
+  void counter() { add("counter"); }
+  void redirect() {
+    set("redir", {{NFTNL_EXPR_REDIR_REG_PROTO_MIN, NFT_REG_1}, {NFTNL_EXPR_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED}});
+  }
+  void tproxy(std::uint32_t nfproto) {
+    set("tproxy", {{NFTNL_EXPR_TPROXY_FAMILY, nfproto}, {NFTNL_EXPR_TPROXY_REG_PORT, NFT_REG_1}});
   }
 
  private:
-  void ct_load(std::uint32_t key) {
-    nftnl_expr* e = add("ct");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  // A new expression of type `name` with these u32 attributes (libnftnl orders them itself).
+  nftnl_expr* set(const char* name, std::initializer_list<std::pair<std::uint16_t, std::uint32_t>> attributes) {
+    nftnl_expr* e = add(name);
+    for (const auto& [attribute, value] : attributes) nftnl_expr_set_u32(e, attribute, value);
+    return e;
   }
-  void cmp(bool negated, const void* data, std::uint32_t len) {
-    ExprBuilder::cmp(negated ? NFT_CMP_NEQ : NFT_CMP_EQ, data, len);
+};
+
+class AttrSink {
+ public:
+  static constexpr std::size_t kSize = 16384;
+  /// Writes into `scratch`, kSize zero bytes, and leaves it zeroed again: libmnl does not clear
+  /// an attribute's padding, and libnftnl's buffers start zeroed, so ours must too. One scratch
+  /// serves a whole commit (clearing 16 KiB per rule cost more than the encoding).
+  explicit AttrSink(std::vector<char>& scratch) : scratch_(scratch), list_(mnl_nlmsg_put_header(scratch.data())) {
+    assert(scratch.size() == kSize);
+  }
+  ~AttrSink() { std::memset(scratch_.data(), 0, std::min<std::size_t>(list_->nlmsg_len, kSize)); }
+  AttrSink(const AttrSink&) = delete;
+  AttrSink& operator=(const AttrSink&) = delete;
+  /// Appends NFTA_RULE_EXPRESSIONS with every expression written to `nlh`; false if they did
+  /// not fit in the scratch buffer (no rule of a plan comes near).
+  bool put_expressions(nlmsghdr* nlh) const {
+    if (overflow_) return false;
+    nlattr* nest = mnl_attr_nest_start(nlh, NFTA_RULE_EXPRESSIONS);
+    const auto len = static_cast<std::uint32_t>(mnl_nlmsg_get_payload_len(list_));
+    std::memcpy(mnl_nlmsg_get_payload_tail(nlh), mnl_nlmsg_get_payload(list_), len);
+    nlh->nlmsg_len += len;
+    mnl_attr_nest_end(nlh, nest);
+    return true;
+  }
+
+ protected:
+  void meta_load(std::uint32_t key) { expr("meta", {{NFTA_META_KEY, key}, {NFTA_META_DREG, NFT_REG_1}}); }
+  void meta_store(std::uint32_t key) { expr("meta", {{NFTA_META_KEY, key}, {NFTA_META_SREG, NFT_REG_1}}); }
+  void ct_load(std::uint32_t key) { expr("ct", {{NFTA_CT_KEY, key}, {NFTA_CT_DREG, NFT_REG_1}}); }
+  void ct_store(std::uint32_t key) { expr("ct", {{NFTA_CT_KEY, key}, {NFTA_CT_SREG, NFT_REG_1}}); }
+  void cmp(std::uint32_t op, const void* data, std::uint32_t len) {
+    expr("cmp", {{NFTA_CMP_SREG, NFT_REG_1}, {NFTA_CMP_OP, op}}, [&] { value(NFTA_CMP_DATA, data, len); });
+  }
+  void payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len) {
+    expr("payload", {{NFTA_PAYLOAD_DREG, NFT_REG_1},
+                     {NFTA_PAYLOAD_BASE, base},
+                     {NFTA_PAYLOAD_OFFSET, offset},
+                     {NFTA_PAYLOAD_LEN, len}});
+  }
+  void bitwise(const void* mask, const void* xor_value, std::uint32_t len) {
+    expr("bitwise", {{NFTA_BITWISE_SREG, NFT_REG_1}, {NFTA_BITWISE_DREG, NFT_REG_1}, {NFTA_BITWISE_LEN, len}}, [&] {
+      value(NFTA_BITWISE_MASK, mask, len);
+      value(NFTA_BITWISE_XOR, xor_value, len);
+    });
   }
   void immediate_data(const void* data, std::uint32_t len) {
-    nftnl_expr* e = add("immediate");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
-    nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, data, len);
+    expr("immediate", {{NFTA_IMMEDIATE_DREG, NFT_REG_1}}, [&] { value(NFTA_IMMEDIATE_DATA, data, len); });
+  }
+  void verdict(int code, const std::string* chain) {
+    expr("immediate", {{NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT}}, [&] {
+      nlattr* data = start(NFTA_IMMEDIATE_DATA);
+      nlattr* v = start(NFTA_DATA_VERDICT);
+      u32(NFTA_VERDICT_CODE, static_cast<std::uint32_t>(code));
+      if (chain) strz(NFTA_VERDICT_CHAIN, chain->c_str());
+      end(v);
+      end(data);
+    });
+  }
+  void lookup(std::uint32_t set_id, bool negated) {
+    expr("lookup", {{NFTA_LOOKUP_SREG, NFT_REG_1}}, [&] {
+      strz(NFTA_LOOKUP_SET, "__set%d");
+      u32(NFTA_LOOKUP_SET_ID, set_id);
+      if (negated) u32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+    });
+  }
+  void counter() { expr("counter", {}); }
+  void redirect() {
+    expr("redir", {{NFTA_REDIR_REG_PROTO_MIN, NFT_REG_1}, {NFTA_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED}});
+  }
+  void tproxy(std::uint32_t nfproto) {
+    expr("tproxy", {{NFTA_TPROXY_FAMILY, nfproto}, {NFTA_TPROXY_REG_PORT, NFT_REG_1}});
+  }
+
+ private:
+  struct U32 {
+    std::uint16_t type;
+    std::uint32_t value;
+  };
+  // An NFTA_LIST_ELEM: the name, then NFTA_EXPR_DATA with the u32 attributes in the order
+  // given (libnftnl's order for each type), then what `more` writes.
+  template <class More = void (*)()>
+  void expr(
+      const char* name, std::initializer_list<U32> attributes, const More& more = [] {}) {
+    nlattr* elem = start(NFTA_LIST_ELEM);
+    strz(NFTA_EXPR_NAME, name);
+    nlattr* data = start(NFTA_EXPR_DATA);
+    for (const auto& a : attributes) u32(a.type, a.value);
+    more();
+    end(data);
+    end(elem);
+  }
+  nlattr* start(std::uint16_t type) {
+    nlattr* a = mnl_attr_nest_start_check(list_, kSize, type);
+    if (!a) overflow_ = true;
+    return a;
+  }
+  void end(nlattr* a) {
+    if (a) mnl_attr_nest_end(list_, a);
+  }
+  void u32(std::uint16_t type, std::uint32_t value) {
+    if (!mnl_attr_put_u32_check(list_, kSize, type, htonl(value))) overflow_ = true;
+  }
+  void strz(std::uint16_t type, const char* text) {
+    if (!mnl_attr_put_strz_check(list_, kSize, type, text)) overflow_ = true;
+  }
+  void value(std::uint16_t type, const void* data, std::uint32_t len) {
+    nlattr* nest = start(type);
+    if (!mnl_attr_put_check(list_, kSize, NFTA_DATA_VALUE, len, data)) overflow_ = true;
+    end(nest);
+  }
+
+  std::vector<char>& scratch_;
+  nlmsghdr* list_;
+  bool overflow_ = false;
+};
+
+/// Our model's statements as nf_tables expressions, written to Sink (NftnlSink or AttrSink).
+template <class Sink>
+class Encoder : public Sink {
+ public:
+  template <class... SinkArgs>
+  Encoder(std::vector<AnonymousSet>& sets, std::uint32_t& next_set_id,
+          const std::function<Result<std::uint32_t>(const OwnerId&, bool)>& resolve, SinkArgs&&... sink)
+      : Sink(std::forward<SinkArgs>(sink)...), sets_(sets), next_set_id_(next_set_id), resolve_(resolve) {}
+
+  Status statement(const Statement& s) {
+    return std::visit([&](const auto& v) { return encode(v); }, s);
+  }
+
+ private:
+  void cmp(bool negated, const void* data, std::uint32_t len) {
+    Sink::cmp(negated ? NFT_CMP_NEQ : NFT_CMP_EQ, data, len);
   }
   void l4proto(Protocol p) {
     const std::uint8_t proto = p == Protocol::Tcp ? IPPROTO_TCP : IPPROTO_UDP;
-    meta_load(NFT_META_L4PROTO);
+    this->meta_load(NFT_META_L4PROTO);
     cmp(false, &proto, 1);
     l4_ = p;
   }
@@ -137,7 +300,7 @@ class Encoder : ExprBuilder {
     const bool v4 = m.prefix.address.family == Family::V4;
     if (family_ != m.prefix.address.family) {
       const std::uint8_t nfproto = v4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
-      meta_load(NFT_META_NFPROTO);
+      this->meta_load(NFT_META_NFPROTO);
       cmp(false, &nfproto, 1);
       family_ = m.prefix.address.family;
     }
@@ -147,10 +310,10 @@ class Encoder : ExprBuilder {
     const unsigned bits = m.prefix.length;
     const std::uint8_t* addr = m.prefix.address.bytes.data();
     if (bits == full * 8) {
-      payload(NFT_PAYLOAD_NETWORK_HEADER, offset, full);
+      this->payload(NFT_PAYLOAD_NETWORK_HEADER, offset, full);
       cmp(m.negated, addr, full);
     } else if (bits > 0 && bits % 8 == 0) {
-      payload(NFT_PAYLOAD_NETWORK_HEADER, offset, bits / 8);
+      this->payload(NFT_PAYLOAD_NETWORK_HEADER, offset, bits / 8);
       cmp(m.negated, addr, bits / 8);
     } else {
       std::array<std::uint8_t, 16> mask{}, zero{}, masked{};
@@ -159,8 +322,8 @@ class Encoder : ExprBuilder {
         mask[i] = static_cast<std::uint8_t>(left == 0 ? 0 : 0xff << (8 - left));
         masked[i] = static_cast<std::uint8_t>(addr[i] & mask[i]);
       }
-      payload(NFT_PAYLOAD_NETWORK_HEADER, offset, full);
-      bitwise(mask.data(), zero.data(), full);
+      this->payload(NFT_PAYLOAD_NETWORK_HEADER, offset, full);
+      this->bitwise(mask.data(), zero.data(), full);
       cmp(m.negated, masked.data(), full);
     }
     return ok_status();
@@ -170,7 +333,7 @@ class Encoder : ExprBuilder {
       return Error{"cannot encode interface name \"" + m.name + "\": it must have 1 to 15 characters"};
     std::array<char, kIfNameSize> name{};
     std::memcpy(name.data(), m.name.data(), m.name.size());
-    meta_load(m.inbound ? NFT_META_IIFNAME : NFT_META_OIFNAME);
+    this->meta_load(m.inbound ? NFT_META_IIFNAME : NFT_META_OIFNAME);
     cmp(m.negated, name.data(), kIfNameSize);
     return ok_status();
   }
@@ -179,7 +342,7 @@ class Encoder : ExprBuilder {
       const Protocol p = m.header == TransportHeader::Tcp ? Protocol::Tcp : Protocol::Udp;
       if (l4_ != p) l4proto(p);
     }
-    payload(NFT_PAYLOAD_TRANSPORT_HEADER, m.direction == Direction::Source ? 0 : 2, 2);
+    this->payload(NFT_PAYLOAD_TRANSPORT_HEADER, m.direction == Direction::Source ? 0 : 2, 2);
     if (m.ports.empty()) return Error{"cannot encode an empty port match"};
     if (!m.set) {
       const std::uint16_t port = htons(m.ports[0]);
@@ -189,11 +352,7 @@ class Encoder : ExprBuilder {
     AnonymousSet set{next_set_id_++, m.header, {}};
     for (auto p : m.ports)
       if (std::find(set.ports.begin(), set.ports.end(), p) == set.ports.end()) set.ports.push_back(p);
-    nftnl_expr* e = add("lookup");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, "__set%d");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set.id);
-    if (m.negated) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+    this->lookup(set.id, m.negated);
     sets_.push_back(std::move(set));
     return ok_status();
   }
@@ -201,40 +360,38 @@ class Encoder : ExprBuilder {
     auto id = resolve_(m.id, m.group);
     if (!id) return id.error();
     const std::uint32_t value = id.value();
-    meta_load(m.group ? NFT_META_SKGID : NFT_META_SKUID);
+    this->meta_load(m.group ? NFT_META_SKGID : NFT_META_SKUID);
     cmp(m.negated, &value, 4);
     return ok_status();
   }
   Status encode(const CtStateMatch& m) {
     std::uint32_t bits = 0;
     for (auto s : m.states) bits |= static_cast<std::uint32_t>(s);
-    ct_load(NFT_CT_STATE);
+    this->ct_load(NFT_CT_STATE);
     if (m.negated) {
       cmp(true, &bits, 4);
     } else {
       const std::uint32_t zero = 0;
-      bitwise(&bits, &zero, 4);
+      this->bitwise(&bits, &zero, 4);
       cmp(true, &zero, 4);
     }
     return ok_status();
   }
   Status encode(const MarkMatch& m) {
-    meta_load(NFT_META_MARK);
+    this->meta_load(NFT_META_MARK);
     cmp(m.negated, &m.mark, 4);
     return ok_status();
   }
   Status encode(const CtMarkMatch& m) {
-    ct_load(NFT_CT_MARK);
+    this->ct_load(NFT_CT_MARK);
     cmp(m.negated, &m.mark, 4);
     return ok_status();
   }
   Status encode(const CounterStatement&) {
-    add("counter");
+    this->counter();
     return ok_status();
   }
   Status encode(const VerdictStatement& v) {
-    nftnl_expr* e = add("immediate");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
     int code = NF_ACCEPT;
     switch (v.kind) {
     case VerdictKind::Accept: code = NF_ACCEPT; break;
@@ -243,52 +400,40 @@ class Encoder : ExprBuilder {
     case VerdictKind::Jump: code = NFT_JUMP; break;
     case VerdictKind::Goto: code = NFT_GOTO; break;
     }
-    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(code));
-    if (v.kind == VerdictKind::Jump || v.kind == VerdictKind::Goto)
-      nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, v.chain.c_str());
+    this->verdict(code, v.kind == VerdictKind::Jump || v.kind == VerdictKind::Goto ? &v.chain : nullptr);
     return ok_status();
   }
   Status encode(const RedirectStatement& r) {
     const std::uint16_t port = htons(r.port);
-    immediate_data(&port, 2);
-    nftnl_expr* e = add("redir");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_REDIR_REG_PROTO_MIN, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+    this->immediate_data(&port, 2);
+    this->redirect();
     return ok_status();
   }
   Status encode(const TproxyStatement& t) {
     const std::uint16_t port = htons(t.port);
-    immediate_data(&port, 2);
-    nftnl_expr* e = add("tproxy");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_TPROXY_FAMILY, t.family == Family::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_TPROXY_REG_PORT, NFT_REG_1);
+    this->immediate_data(&port, 2);
+    this->tproxy(t.family == Family::V4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
     return ok_status();
   }
   Status encode(const MetaMarkSet& s) {
     if (s.source == MarkSource::ConnectionMark)
-      ct_load(NFT_CT_MARK);
+      this->ct_load(NFT_CT_MARK);
     else
-      immediate_data(&s.value, 4);
-    nftnl_expr* e = add("meta");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
+      this->immediate_data(&s.value, 4);
+    this->meta_store(NFT_META_MARK);
     return ok_status();
   }
   Status encode(const CtMarkSet& s) {
     if (s.source == MarkSource::PacketMark)
-      meta_load(NFT_META_MARK);
+      this->meta_load(NFT_META_MARK);
     else
-      immediate_data(&s.value, 4);
-    nftnl_expr* e = add("ct");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+      this->immediate_data(&s.value, 4);
+    this->ct_store(NFT_CT_MARK);
     return ok_status();
   }
   Status encode(const CtZoneSet& s) {
-    immediate_data(&s.zone, 2);
-    nftnl_expr* e = add("ct");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_ZONE);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+    this->immediate_data(&s.zone, 2);
+    this->ct_store(NFT_CT_ZONE);
     return ok_status();
   }
 
@@ -298,6 +443,13 @@ class Encoder : ExprBuilder {
   std::optional<Protocol> l4_;
   std::optional<Family> family_;
 };
+
+// NFT_MSG_NEWRULE's attributes after the header, in nftnl_rule_nlmsg_build_payload's order.
+bool put_rule(nlmsghdr* nlh, const std::string& table, const std::string& chain, const AttrSink& expressions) {
+  mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table.c_str());
+  mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, chain.c_str());
+  return expressions.put_expressions(nlh);
+}
 
 // ---- fingerprints -------------------------------------------------------------------------------
 
@@ -546,6 +698,39 @@ std::string modules_for(const Rule& rule) {
 
 }  // namespace
 
+Result<RuleEncodings> rule_encodings(const std::string& table, const std::string& chain, const Rule& rule,
+                                     const std::function<Result<std::uint32_t>(const OwnerId&, bool)>& resolve) {
+  RuleEncodings out;
+  std::vector<char> buffer(65536);
+  {
+    std::vector<AnonymousSet> sets;
+    std::uint32_t next_id = 1;
+    std::vector<char> scratch(AttrSink::kSize);
+    Encoder<AttrSink> enc(sets, next_id, resolve, scratch);
+    for (const auto& s : rule.statements)
+      if (auto st = enc.statement(s); !st) return st.error();
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buffer.data());
+    if (!put_rule(nlh, table, chain, enc)) return Error{"the rule's expressions are too long for one message"};
+    out.ours.assign(buffer.data(), nlh->nlmsg_len);
+  }
+  {
+    RulePtr r(nftnl_rule_alloc());
+    nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table.c_str());
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, chain.c_str());
+    std::vector<AnonymousSet> sets;
+    std::uint32_t next_id = 1;
+    Encoder<NftnlSink> enc(sets, next_id, resolve, r.get());
+    for (const auto& s : rule.statements)
+      if (auto st = enc.statement(s); !st) return st.error();
+    std::fill(buffer.begin(), buffer.end(), 0);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buffer.data());
+    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    out.libnftnl.assign(buffer.data(), nlh->nlmsg_len);
+  }
+  return out;
+}
+
 // ---- the store ------------------------------------------------------------------------------------
 
 NetlinkStore::NetlinkStore(std::unique_ptr<NfTablesSocket> socket) : socket_(std::move(socket)) {}
@@ -565,7 +750,7 @@ Result<std::string> NetlinkStore::fingerprint(const std::string& table, const Ru
   std::function<Result<std::uint32_t>(const OwnerId&, bool)> resolve = [this](const OwnerId& id, bool group) {
     return resolve_owner(id, group);
   };
-  Encoder enc(r.get(), sets, next_id, resolve);
+  Encoder<NftnlSink> enc(sets, next_id, resolve, r.get());
   for (const auto& s : rule.statements)
     if (auto st = enc.statement(s); !st) return st.error();
   return rule_fingerprint(r.get(), [&](const nftnl_expr* lookup) {
@@ -786,6 +971,7 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
   };
 
   std::uint32_t next_set_id = 1;
+  std::vector<char> scratch(AttrSink::kSize);  // the rules' expressions, one at a time
   for (const auto& op : tx.operations) {
     switch (op.kind) {
     case Operation::Kind::AddTable:
@@ -826,15 +1012,11 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
       break;
     }
     case Operation::Kind::AddRule: {
-      RulePtr r(nftnl_rule_alloc());
-      nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
-      nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, op.table.c_str());
-      nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, op.chain.name.c_str());
       std::vector<AnonymousSet> sets;
       std::function<Result<std::uint32_t>(const OwnerId&, bool)> resolve = [this](const OwnerId& id, bool group) {
         return resolve_owner(id, group);
       };
-      Encoder enc(r.get(), sets, next_set_id, resolve);
+      Encoder<AttrSink> enc(sets, next_set_id, resolve, scratch);
       for (const auto& s : op.rule.statements)
         if (auto st = enc.statement(s); !st) return st.error();
       // The rule's text names its messages only if the kernel refuses one.
@@ -875,11 +1057,11 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
       }
       const std::string mods = modules_for(op.rule);
       if (!mods.empty()) hints.emplace_back(batch.messages(), mods);
-      nftnl_rule_nlmsg_build_payload(
-          hdr(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::function<std::string()>([rule_op, text] {
-                return "add rule inet " + rule_op->table + " " + rule_op->chain.name + " " + text();
-              })),
-          r.get());
+      nlmsghdr* nlh = hdr(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::function<std::string()>([rule_op, text] {
+                            return "add rule inet " + rule_op->table + " " + rule_op->chain.name + " " + text();
+                          }));
+      if (!put_rule(nlh, op.table, op.chain.name, enc))
+        return Error{"cannot encode rule `" + text() + "`: its expressions are too long for one message"};
       break;
     }
     }

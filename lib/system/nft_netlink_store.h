@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,5 +38,15 @@ class NetlinkStore : public NftStore {
   EtcGroupResolver groups_;
   std::map<std::string, std::uint32_t> names_;  // resolved user and group names ("g:java", "u:app")
 };
+
+/// A rule's NFT_MSG_NEWRULE attributes (table, chain, expressions) written twice: as commit()
+/// writes them, and by libnftnl from expression objects (nftnl_rule_nlmsg_build_payload), the
+/// encoder nft itself uses. For the test that holds the two equal.
+struct RuleEncodings {
+  std::string ours;
+  std::string libnftnl;
+};
+Result<RuleEncodings> rule_encodings(const std::string& table, const std::string& chain, const Rule& rule,
+                                     const std::function<Result<std::uint32_t>(const OwnerId&, bool)>& resolve);
 
 }  // namespace istio_iptables::nft

@@ -156,23 +156,15 @@ class NftnlSink : protected ExprBuilder {
 class AttrSink {
  public:
   static constexpr std::size_t kSize = 16384;
-  /// Writes into `scratch`, kSize zero bytes, and leaves it zeroed again: libmnl does not clear
-  /// an attribute's padding, and libnftnl's buffers start zeroed, so ours must too. One scratch
-  /// serves a whole commit (clearing 16 KiB per rule cost more than the encoding).
-  explicit AttrSink(std::vector<char>& scratch) : scratch_(scratch), list_(mnl_nlmsg_put_header(scratch.data())) {
-    assert(scratch.size() == kSize);
-  }
-  ~AttrSink() { std::memset(scratch_.data(), 0, std::min<std::size_t>(list_->nlmsg_len, kSize)); }
-  AttrSink(const AttrSink&) = delete;
-  AttrSink& operator=(const AttrSink&) = delete;
+  /// Writes into `scratch`, kSize bytes, which it needs no particular content of.
+  explicit AttrSink(std::vector<char>& scratch) : scratch_(scratch) { assert(scratch.size() == kSize); }
   /// Appends NFTA_RULE_EXPRESSIONS with every expression written to `nlh`; false if they did
   /// not fit in the scratch buffer (no rule of a plan comes near).
   bool put_expressions(nlmsghdr* nlh) const {
     if (overflow_) return false;
     nlattr* nest = mnl_attr_nest_start(nlh, NFTA_RULE_EXPRESSIONS);
-    const auto len = static_cast<std::uint32_t>(mnl_nlmsg_get_payload_len(list_));
-    std::memcpy(mnl_nlmsg_get_payload_tail(nlh), mnl_nlmsg_get_payload(list_), len);
-    nlh->nlmsg_len += len;
+    std::memcpy(mnl_nlmsg_get_payload_tail(nlh), scratch_.data(), used_);
+    nlh->nlmsg_len += static_cast<std::uint32_t>(used_);
     mnl_attr_nest_end(nlh, nest);
     return true;
   }
@@ -202,8 +194,8 @@ class AttrSink {
   }
   void verdict(int code, const std::string* chain) {
     expr("immediate", {{NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT}}, [&] {
-      nlattr* data = start(NFTA_IMMEDIATE_DATA);
-      nlattr* v = start(NFTA_DATA_VERDICT);
+      const std::size_t data = start(NFTA_IMMEDIATE_DATA);
+      const std::size_t v = start(NFTA_DATA_VERDICT);
       u32(NFTA_VERDICT_CODE, static_cast<std::uint32_t>(code));
       if (chain) strz(NFTA_VERDICT_CHAIN, chain->c_str());
       end(v);
@@ -235,36 +227,53 @@ class AttrSink {
   template <class More = void (*)()>
   void expr(
       const char* name, std::initializer_list<U32> attributes, const More& more = [] {}) {
-    nlattr* elem = start(NFTA_LIST_ELEM);
+    const std::size_t elem = start(NFTA_LIST_ELEM);
     strz(NFTA_EXPR_NAME, name);
-    nlattr* data = start(NFTA_EXPR_DATA);
+    const std::size_t data = start(NFTA_EXPR_DATA);
     for (const auto& a : attributes) u32(a.type, a.value);
     more();
     end(data);
     end(elem);
   }
-  nlattr* start(std::uint16_t type) {
-    nlattr* a = mnl_attr_nest_start_check(list_, kSize, type);
-    if (!a) overflow_ = true;
-    return a;
+  // The attributes are written here rather than with libmnl's mnl_attr_put_check family, which
+  // cost more than everything else of the encoding: a header (length, type), the payload, and
+  // zero padding to four bytes, as the kernel's nla_put writes them.
+  std::size_t start(std::uint16_t type) {
+    const std::size_t at = used_;
+    put(type | NLA_F_NESTED, nullptr, 0);
+    return at;
   }
-  void end(nlattr* a) {
-    if (a) mnl_attr_nest_end(list_, a);
+  void end(std::size_t at) {
+    if (overflow_) return;
+    const auto len = static_cast<std::uint16_t>(used_ - at);
+    std::memcpy(scratch_.data() + at, &len, sizeof len);
+  }
+  void put(std::uint16_t type, const void* data, std::size_t len) {
+    const std::size_t padded = (len + 3) & ~std::size_t{3};
+    if (overflow_ || len > 0xffff - sizeof(nlattr) || used_ + sizeof(nlattr) + padded > kSize) {
+      overflow_ = true;
+      return;
+    }
+    const nlattr header{static_cast<std::uint16_t>(sizeof(nlattr) + len), type};
+    char* out = scratch_.data() + used_;
+    std::memcpy(out, &header, sizeof header);
+    if (len > 0) std::memcpy(out + sizeof header, data, len);
+    std::memset(out + sizeof header + len, 0, padded - len);
+    used_ += sizeof header + padded;
   }
   void u32(std::uint16_t type, std::uint32_t value) {
-    if (!mnl_attr_put_u32_check(list_, kSize, type, htonl(value))) overflow_ = true;
+    const std::uint32_t be = htonl(value);
+    put(type, &be, sizeof be);
   }
-  void strz(std::uint16_t type, const char* text) {
-    if (!mnl_attr_put_strz_check(list_, kSize, type, text)) overflow_ = true;
-  }
+  void strz(std::uint16_t type, const char* text) { put(type, text, std::strlen(text) + 1); }
   void value(std::uint16_t type, const void* data, std::uint32_t len) {
-    nlattr* nest = start(type);
-    if (!mnl_attr_put_check(list_, kSize, NFTA_DATA_VALUE, len, data)) overflow_ = true;
+    const std::size_t nest = start(type);
+    put(NFTA_DATA_VALUE, data, len);
     end(nest);
   }
 
   std::vector<char>& scratch_;
-  nlmsghdr* list_;
+  std::size_t used_ = 0;
   bool overflow_ = false;
 };
 
@@ -705,7 +714,9 @@ Result<RuleEncodings> rule_encodings(const std::string& table, const std::string
   {
     std::vector<AnonymousSet> sets;
     std::uint32_t next_id = 1;
-    std::vector<char> scratch(AttrSink::kSize);
+    // Dirty on purpose: a commit reuses one scratch for every rule, so nothing may depend on its
+    // content (padding included).
+    std::vector<char> scratch(AttrSink::kSize, '\x5a');
     Encoder<AttrSink> enc(sets, next_id, resolve, scratch);
     for (const auto& s : rule.statements)
       if (auto st = enc.statement(s); !st) return st.error();
@@ -971,7 +982,7 @@ Result<CommitOutcome> NetlinkStore::commit(const Transaction& tx) {
   };
 
   std::uint32_t next_set_id = 1;
-  std::vector<char> scratch(AttrSink::kSize);  // the rules' expressions, one at a time
+  std::vector<char> scratch(AttrSink::kSize);  // the rules' expressions, one rule at a time
   for (const auto& op : tx.operations) {
     switch (op.kind) {
     case Operation::Kind::AddTable:

@@ -27,14 +27,16 @@ constexpr std::size_t kArenaSize = std::size_t{4} << 20;
 constexpr std::size_t kAlign = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
 alignas(kAlign) char g_arena[kArenaSize];
-std::atomic<std::size_t> g_used{0};  // may run past kArenaSize once the arena is spent
+std::atomic<std::size_t> g_used{0};  // past kArenaSize (by at most a few requests) once spent
 
 bool in_arena(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(g_arena) < kArenaSize;
 }
 
 void* allocate(std::size_t n) noexcept {
-  if (n <= kArenaSize) {
+  // Once the arena is spent the counter is left alone, so that it cannot wrap (a 32-bit size_t
+  // after 4 GiB of allocations) and hand out arena memory twice.
+  if (n <= kArenaSize && g_used.load(std::memory_order_relaxed) < kArenaSize) {
     const std::size_t size = n == 0 ? kAlign : (n + kAlign - 1) & ~(kAlign - 1);
     const std::size_t at = g_used.fetch_add(size, std::memory_order_relaxed);
     if (at <= kArenaSize - size) return g_arena + at;

@@ -64,9 +64,10 @@ while read -r path; do
 done < <(ldd "$binary" | sed -n -e 's/.*=> \(\/[^ ]*\) .*/\1/p' -e 's/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' | sort -u)
 # And the libraries it loads with dlopen when the legacy backend first opens a table
 # (lib/system/libiptc_store.cc), at the path the loader's cache names.
+# Those of the binary's architecture: in the folder of its libc.
+libdir=$(dirname "$(ldd "$binary" | sed -n 's/.*libc\.so\.6 => \(\/[^ ]*\) .*/\1/p')")
 for soname in libip4tc.so.2 libip6tc.so.2; do
-  path=$(ldconfig -p | awk -v so="$soname" '$1 == so && /x86-64|x86_64|64bit/ {print $NF; exit}')
-  [ -n "$path" ] || path=$(ldconfig -p | awk -v so="$soname" '$1 == so {print $NF; exit}')
+  path=$(ldconfig -p | awk -v so="$soname" -v dir="$libdir/" '$1 == so && index($NF, dir) == 1 {print $NF; exit}')
   [ -n "$path" ] || { echo "error: the loader's cache has no $soname (package ${soname%%.so*}2)" >&2; exit 1; }
   mkdir -p "$root$(dirname "$path")"
   cp -L "$path" "$root$path"

@@ -54,13 +54,17 @@ struct InstalledTable {
   }
 };
 
-/// Our tables and the ruleset generation they were read at (one consistent view).
+/// Our tables and the ruleset generation of the read. With tables of ours, the view is the
+/// ruleset at `generation` (a GETGEN after the dumps confirmed it); without, it is one table dump
+/// made after `generation` was read, and the ruleset may have moved on since: a commit built on
+/// it carries `generation` and is refused by the kernel if so. Either way, a commit that the
+/// kernel accepts with `generation` took effect on exactly this view.
 struct InstalledState {
   std::uint32_t generation = 0;
   std::vector<InstalledTable> tables;
-  /// Whether any `ip` or `ip6` table (where iptables-nft keeps its rules) existed at
-  /// `generation`; unset when the store does not say. A native apply that committed on a view
-  /// with none knows no iptables-nft rule of ours existed when its transaction took effect.
+  /// Whether any `ip` or `ip6` table (where iptables-nft keeps its rules) was in the view; unset
+  /// when the store does not say. A native apply whose commit the kernel accepted on a view with
+  /// none knows no iptables-nft rule of ours existed when its transaction took effect.
   std::optional<bool> xtables_tables;
 
   const InstalledTable* find(const std::string& table) const {

@@ -5,10 +5,11 @@
 // written once for both.
 //
 // The two libraries are loaded with dlopen when a legacy table is first opened, not linked: most
-// runs (native nftables, iptables-nft) never touch legacy x_tables, and linking them cost every
-// run's start about 0.05 ms of mapping and ~100 symbol bindings (docs/performance.md). Each
-// function is bound by name and typed as the header declares it (checked at compile time); a
-// missing library or function is an error naming it, returned by the first open.
+// runs (native nftables, iptables-nft) open no legacy table, since only a namespace that holds
+// one can hold legacy rules of ours to remove, and linking them cost every run's start about
+// 0.05 ms of mapping and ~100 symbol bindings (docs/performance.md). Each function is bound by
+// name and typed as the header declares it (checked at compile time); a missing library or
+// function is an error naming it, returned by the first open, from whichever run needed it.
 //
 // Every read-modify-commit uses a fresh handle (a handle is stale after a
 // commit), retries on EAGAIN (another writer committed since our read; after a growing pause) and on EEXIST at init

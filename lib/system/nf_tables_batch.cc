@@ -30,7 +30,7 @@ namespace {
 
 const std::size_t kBufferSize = static_cast<std::size_t>(MNL_SOCKET_BUFFER_SIZE);
 
-// A receive buffer, left uninitialised: it is read only as far as the kernel wrote. Zeroing 32 KiB
+// A receive buffer, left uninitialised: it is read only as far as the kernel wrote. Zeroing 16 KiB
 // per request cost more than the request's own encoding, and touched pages nothing else needs.
 // (Buffers that are sent stay zeroed: libmnl does not clear an attribute's padding.)
 class Buffer {

@@ -155,7 +155,10 @@ class NftnlSink : protected ExprBuilder {
 
 class AttrSink {
  public:
-  static constexpr std::size_t kSize = 16384;
+  // Well under the batch's overrun space (4 × MNL_SOCKET_BUFFER_SIZE, 16 KiB with 4 KiB pages):
+  // a rule message, expressions plus its own headers and names, must fit in it wherever on its
+  // page it starts (nf_tables_batch.cc). Our largest rule is about 1 KiB.
+  static constexpr std::size_t kSize = 8192;
   /// Writes into `scratch`, kSize bytes, which it needs no particular content of.
   explicit AttrSink(std::vector<char>& scratch) : scratch_(scratch) { assert(scratch.size() == kSize); }
   /// Appends NFTA_RULE_EXPRESSIONS with every expression written to `nlh`; false if they did
@@ -963,9 +966,10 @@ Result<InstalledState> NetlinkStore::read_once(bool* consistent) {
   }
 
   if (tables.empty()) {
-    // One dump, uninterrupted, is a view of one moment by itself. If the ruleset changed after
-    // the GETGEN before it, the view is newer than state.generation and a commit built on it is
-    // refused (and retried) as any stale one; a second GETGEN would only cost a round trip.
+    // Only the table dump was made, and it was not interrupted. If the ruleset changed after the
+    // GETGEN before it, the view may be newer than state.generation, and a commit built on it is
+    // refused (and retried) as any stale one; a read-only caller (check) sees the tables as the
+    // dump found them. A second GETGEN would only cost a round trip.
     *consistent = !interrupted;
     return state;
   }

@@ -44,7 +44,9 @@ ok "libistio-iptables-dev holds the archive, the headers, the CMake package and 
 depends=$(dpkg-deb -f "$runtime" Depends)
 echo "Depends: $depends"
 # ldd's list, and the two libraries the binary loads with dlopen (lib/system/libiptc_store.cc).
-dlopened=$(ldconfig -p | awk '$1 == "libip4tc.so.2" || $1 == "libip6tc.so.2" {print $NF}' | sort -u)
+# (those of the tool's architecture: beside its libc)
+libdir=$(dirname "$(ldd "$tool" | sed -n 's/.*libc\.so\.6 => \(\/[^ ]*\) .*/\1/p')")
+dlopened=$(ldconfig -p | awk -v dir="$libdir/" '($1 == "libip4tc.so.2" || $1 == "libip6tc.so.2") && index($NF, dir) == 1 {print $NF}' | sort -u)
 [ "$(echo "$dlopened" | wc -l)" -ge 2 ] || fail "the loader's cache lacks libip4tc.so.2 or libip6tc.so.2"
 for lib in $(ldd "$tool" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p') $dlopened; do
   # dpkg knows a file by the path its package ships (merged /usr: /lib/... or /usr/lib/...).

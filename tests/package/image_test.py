@@ -154,7 +154,9 @@ def run_checks(tool, repo, work):
     wanted = set(re.findall(r"=> (/\S+)", ldd)) | set(re.findall(r"^\s*(/\S+) \(", ldd, re.M))
     # and libiptc, which the tool loads with dlopen when it first opens a legacy table
     cache = run(["ldconfig", "-p"]).stdout
-    dlopened = set(re.findall(r"^\s*libip[46]tc\.so\.2 \(libc6,x86-64\) => (/\S+)", cache, re.M))
+    libdirs = {os.path.dirname(p) for p in wanted if os.path.basename(p) == "libc.so.6"}
+    dlopened = {path for path in re.findall(r"^\s*libip[46]tc\.so\.2 \(.*\) => (/\S+)", cache, re.M)
+                if os.path.dirname(path) in libdirs}  # the tool's architecture: beside its libc
     check(len(dlopened) == 2, f"the loader's cache names libip4tc.so.2 and libip6tc.so.2 ({sorted(dlopened)})")
     check(sorted(files) == sorted(wanted | dlopened | {"/usr/local/bin/istio-iptables"}),
           f"the files are the tool, what ldd lists and libiptc, nothing else ({sorted(files)})")

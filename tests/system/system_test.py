@@ -422,11 +422,15 @@ def errors_name_the_cause_and_leave_nothing_half_done():
 @test
 def a_broken_libiptc_fails_the_legacy_backend_only_naming_the_library():
     # libip4tc is loaded with dlopen when a legacy table is first opened. With an empty file bound
-    # over it, the legacy backend fails naming the library and creates no table; the nf_tables
-    # variant and the native nftables mode never load it and still apply.
+    # over it, the legacy backend fails naming the library and creates no table; in this
+    # namespace, which then holds no legacy table, the nf_tables variant and the native nftables
+    # mode have no legacy table to open, never load it, and still apply.
     args, env = scenario("sidecar-dns")
     cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
-    lib = re.search(r"^\s*libip4tc\.so\.2 \(libc6,x86-64\) => (/\S+)", cache, re.M).group(1)
+    ldd = subprocess.run(["ldd", harness.TOOL], capture_output=True, text=True, check=True).stdout
+    libdir = os.path.dirname(re.search(r"libc\.so\.6 => (/\S+)", ldd).group(1))
+    lib = [p for p in re.findall(r"^\s*libip4tc\.so\.2 \(.*\) => (/\S+)", cache, re.M)
+           if os.path.dirname(p) == libdir][0]  # the tool's architecture: beside its libc
     empty = os.path.join(WORK, "empty.so")
     open(empty, "w").close()
     p = ns(f"mount --bind {empty} {lib} && {{ {tool(args, '--backend', 'libiptc')}; echo legacy=$?; }}; "

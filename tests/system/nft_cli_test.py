@@ -228,6 +228,27 @@ def a_re_apply_commits_nothing_keeping_handles_and_counters():
         assert s["refilled"].out != before, f"{name}: a flush and refill leaves the same listing:\n{before}"
 
 
+@test
+def a_plan_past_the_allocation_arena_applies_whole_and_re_applies_unchanged():
+    # The executable serves its first 4 MiB of C++ allocations from a bump arena and the rest from
+    # malloc (cli/arena.cc). 6 000 excluded ports (12 000 rules) spend the arena: the apply must
+    # still leave the listing `nft -f` of its dry-run script leaves, and a re-apply, which
+    # compares 12 000 fingerprints, must change nothing.
+    ports = ",".join(str(20000 + i) for i in range(6000))
+    args = ["-p", "15001", "-u", "1337", "-m", "REDIRECT", "-i", "*", "--ipv6", "off", "-o", ports,
+            "--native-nftables"]
+    script = os.path.join(WORK, "arena.nft")
+    with open(script, "w") as f:
+        f.write(ns(tool(args, "--dry-run")).stdout)
+    want = ns(f"nft -f {shlex.quote(script)} && nft -s list ruleset").stdout
+    assert want.count(" dport ") >= 12000, want[:2000]
+    s = steps(("apply", tool(args)), ("listing", "nft -s list ruleset"), ("handles", "nft -a list ruleset"),
+              ("reapply", tool(args)), ("after", "nft -a list ruleset"))
+    assert s["apply"].rc == 0 and s["reapply"].rc == 0, f"{s['apply']}\n{s['reapply']}"
+    assert s["listing"].out == want, "the apply's listing differs from nft -f of the dry-run script"
+    assert s["after"].out == s["handles"].out, "the re-apply changed the ruleset"
+
+
 # 3 ----------------------------------------------------------------------------------------------
 def changed_configuration(ip_nat):
     a, b = TPROXY, DNS6

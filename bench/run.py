@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The benchmark suite: apply latency and scale, ours against iptables-restore, nft and Istio's own
 sequences (iptables and native nftables mode), each run in a fresh network namespace, every
-comparison interleaved in one run.
+comparison interleaved in one run, while a namespace of the benchmark's own keeps every netfilter
+hook in use, as on a Kubernetes node (see FIRST_USER below; one scenario is measured without it).
 
 Prints a markdown table and writes it, with the date and the machine, to docs/performance.md,
 and draws the scale results with gnuplot (docs/perf-plan-size.png, docs/perf-table-size.png).

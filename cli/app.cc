@@ -255,7 +255,7 @@ int release_minor(const std::map<std::string, std::string>& command_line) {
 }
 
 // Compares the plan with a stored iptables-restore text (a golden file), without the kernel.
-int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, std::ostream& out, Log& log) {
+int check_against_file(const Plan& p, const std::string& path, MachineFacts& facts, LogSink& out, Log& log) {
   auto text = facts.read_file(path, kMaxRulesetTextBytes);
   if (!text) {
     log.error("--against: " + text.error().message);
@@ -405,7 +405,7 @@ Status remove_nft_tables(const RunOptions& run, Platform& platform, Log& log) {
   return ok_status();
 }
 
-int check_iptables(const Settings& settings, const Plan& p, Platform& platform, std::ostream& out, Log& log) {
+int check_iptables(const Settings& settings, const Plan& p, Platform& platform, LogSink& out, Log& log) {
   auto session = open_iptables(settings.run, platform, false, log);
   if (!session) {
     log.error(session.error().message);
@@ -422,7 +422,7 @@ int check_iptables(const Settings& settings, const Plan& p, Platform& platform, 
   return exit_code::kOk;
 }
 
-int check_nft_tables(const Settings& settings, Platform& platform, std::ostream& out, Log& log) {
+int check_nft_tables(const Settings& settings, Platform& platform, LogSink& out, Log& log) {
   auto store = platform.open_nft_store();
   if (!store) {
     log.error(store.error().message);
@@ -552,7 +552,7 @@ Result<AppliedRules> apply_rules(const Settings& settings, const Plan& p, Platfo
 
 // Apply, cleanup or check against the kernel, through `platform` (the real one, or the
 // recording one for read-only runs). The namespace was entered before the settings were built.
-int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform, std::ostream& out,
+int run_on_machine(Command command, const Settings& settings, const Plan& p, Platform& platform, LogSink& out,
                    Log& log) {
   const RunOptions& run = settings.run;
   switch (command) {
@@ -672,10 +672,12 @@ Command choose_command(std::optional<Command> named, const RunOptions& run, Log&
 
 }  // namespace
 
-int run_cli(const std::vector<std::string>& args, CliContext& context, std::ostream& out, std::ostream& err) {
+int run_cli(const std::vector<std::string>& args, CliContext& context, LogSink& out, LogSink& err) {
   const FlagTables tables = flag_tables();
-  auto out_sink = std::make_shared<StreamLogSink>(out);
-  auto err_sink = std::make_shared<StreamLogSink>(err);
+  // The log's sinks are shared; these two are the caller's, which outlive the run: shared
+  // pointers that own nothing (the aliasing constructor over an empty owner).
+  const std::shared_ptr<LogSink> out_sink(std::shared_ptr<LogSink>(), &out);
+  const std::shared_ptr<LogSink> err_sink(std::shared_ptr<LogSink>(), &err);
   // Records before the logging flags are read go where Istio's go: stdout, console format.
   IstioLog early(LogOptions{}, {out_sink});
   auto read = read_command_line(args, context.program_name, tables);

@@ -7,12 +7,12 @@
 
 #include <functional>
 #include <map>
-#include <ostream>
 #include <string>
 #include <vector>
 
 #include "core/command.h"
 #include "core/settings.h"
+#include "istio_log.h"
 #include "system/platform.h"
 
 namespace istio_iptables {
@@ -40,6 +40,6 @@ struct CliContext {
 /// Runs one invocation (arguments without argv[0]); writes results to `out`, logs to `err`.
 /// The first word may name a command: `apply` (the default), `check` or `cleanup`. With
 /// `--dry-run`, and always for `check`, the run gets a platform that records instead of writing.
-int run_cli(const std::vector<std::string>& args, CliContext& context, std::ostream& out, std::ostream& err);
+int run_cli(const std::vector<std::string>& args, CliContext& context, LogSink& out, LogSink& err);
 
 }  // namespace istio_iptables

@@ -38,7 +38,7 @@ Result<IptablesView> installed_iptables(Platform& platform, const RunOptions& ru
 
 }  // namespace
 
-int run_explain(const ExplainRequest& request, const Settings& settings, Platform* platform, std::ostream& out,
+int run_explain(const ExplainRequest& request, const Settings& settings, Platform* platform, LogSink& out,
                 const std::function<void(const std::string&)>& error) {
   if (request.flows.empty()) {
     error("explain needs at least one --flow, e.g. --flow 'out tcp 192.0.2.2 -> 192.0.2.1:8080 uid 1000'");
@@ -117,7 +117,6 @@ int run_explain(const ExplainRequest& request, const Settings& settings, Platfor
   for (std::size_t i = 0; i < packets.size(); ++i)
     out << (request.json ? json_explanation(request.flows[i], explanations[i]) + "\n"
                          : format_explanation(request.flows[i], explanations[i]));
-  out.flush();
   return exit_code::kOk;
 }
 

@@ -6,11 +6,11 @@
 #pragma once
 
 #include <functional>
-#include <ostream>
 #include <string>
 #include <vector>
 
 #include "core/settings.h"
+#include "istio_log.h"
 #include "system/platform.h"
 
 namespace istio_iptables {
@@ -25,7 +25,7 @@ struct ExplainRequest {
 /// Runs explain; returns the exit code (0, 1 when the machine could not be read, 2 for a bad
 /// flow). `platform` cannot write (the CLI passes a RecordingPlatform) and is null when the run
 /// has no machine; `error` receives one message per problem.
-int run_explain(const ExplainRequest& request, const Settings& settings, Platform* platform, std::ostream& out,
+int run_explain(const ExplainRequest& request, const Settings& settings, Platform* platform, LogSink& out,
                 const std::function<void(const std::string&)>& error);
 
 }  // namespace istio_iptables

@@ -416,11 +416,6 @@ void FdLogSink::write(std::string_view record) {
   }
 }
 
-void StreamLogSink::write(std::string_view record) {
-  stream_.write(record.data(), static_cast<std::streamsize>(record.size()));
-  stream_.flush();
-}
-
 // ---- encoding ---------------------------------------------------------------------------------
 
 std::string istio_log_time(std::chrono::system_clock::time_point time) {

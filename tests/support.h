@@ -106,9 +106,9 @@ inline CliResult run(const std::vector<std::string>& args, const std::map<std::s
   CliContext context;
   context.environment = env;
   context.facts = &facts;
-  std::ostringstream out, err;
+  StringLogSink out, err;
   int code = run_cli(args, context, out, err);
-  return {code, out.str(), err.str()};
+  return {code, out.text(), err.text()};
 }
 
 }  // namespace istio_iptables::testing

@@ -1,7 +1,7 @@
 #include "core/rule_text.h"
 
 #include <algorithm>
-#include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/message.h"
@@ -12,11 +12,18 @@
 namespace istio_iptables {
 namespace {
 
+// Words separated by white space (the C locale's: space, \t, \n, \v, \f, \r), as iptables-save
+// separates them. Written out rather than read through a stream: a stream would initialise the C++
+// locale machinery in every process that lists a rule (docs/performance.md).
 std::vector<std::string> tokens(const std::string& s) {
+  constexpr std::string_view kSpace = " \t\n\v\f\r";
   std::vector<std::string> out;
-  std::istringstream in(s);
-  std::string t;
-  while (in >> t) out.push_back(t);
+  std::size_t at = s.find_first_not_of(kSpace);
+  while (at != std::string::npos) {
+    const std::size_t end = s.find_first_of(kSpace, at);
+    out.push_back(s.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    at = end == std::string::npos ? end : s.find_first_not_of(kSpace, end);
+  }
   return out;
 }
 

@@ -4,10 +4,9 @@
 // rules": three lines or more). No file means no legacy x_tables module, so no legacy rules.
 #include "system/iptables_nft_choice.h"
 
-#include <fstream>
-
 #include <fmt/format.h>
 
+#include "system/libiptc_store.h"
 #include "system/nf_tables_batch.h"
 
 namespace istio_iptables {
@@ -27,12 +26,13 @@ Result<VariantChoice> choose_variant(const std::string& force, const VariantFact
       fmt::format("no legacy iptables tables in the namespace, but nf_tables is unusable ({})", *facts.nft_missing)};
 }
 
-VariantFacts read_variant_facts() {
+Result<VariantFacts> read_variant_facts() {
   VariantFacts facts;
-  for (const char* family : {"ip", "ip6"}) {
-    std::ifstream in(fmt::format("/proc/net/{}_tables_names", family));
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) facts.legacy_tables.push_back(fmt::format("{} {}", family, line));
+  for (Family family : {Family::V4, Family::V6}) {
+    auto names = legacy_table_names(family);
+    if (!names) return Error{names.error().message};
+    for (const auto& name : names.value())
+      if (!name.empty()) facts.legacy_tables.push_back(fmt::format("{} {}", family == Family::V4 ? "ip" : "ip6", name));
   }
   auto socket = NfTablesSocket::open();
   if (!socket) {

@@ -33,7 +33,8 @@ struct VariantChoice {
 /// legacy tables; then nf_tables when the kernel has it; else legacy.
 Result<VariantChoice> choose_variant(const std::string& force, const VariantFacts& facts);
 
-/// The facts of the current network namespace. Creates nothing.
-VariantFacts read_variant_facts();
+/// The facts of the current network namespace. Creates nothing. A list of legacy tables that
+/// cannot be read is an error, never "no tables".
+Result<VariantFacts> read_variant_facts();
 
 }  // namespace istio_iptables

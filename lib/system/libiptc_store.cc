@@ -25,6 +25,7 @@ extern "C" {
 
 #include <dlfcn.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +33,6 @@ extern "C" {
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <mutex>
 #include <tuple>
 #include <type_traits>
@@ -336,28 +336,49 @@ bool legacy_xtables_available(Family family) {
   return ::stat(family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names", &st) == 0;
 }
 
+Result<std::vector<std::string>> legacy_table_names(Family family) {
+  // The kernel lists the tables that exist (and only to root). Read with read(2), not a stream:
+  // a stream would set up the C++ locale machinery in every apply (docs/performance.md).
+  const char* path = family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names";
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == ENOENT) return std::vector<std::string>{};
+    if (e == EACCES || e == EPERM)
+      return Error{fmt::format(
+          "cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)", path)};
+    return Error{fmt::format("cannot read {}: {}", path, std::strerror(e))};
+  }
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      return Error{fmt::format("cannot read {}: {}", path, std::strerror(e))};
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  std::vector<std::string> names;
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    names.push_back(text.substr(at, end - at));
+    at = end + 1;
+  }
+  return names;
+}
+
 Result<const std::vector<std::string>*> LibiptcStore::table_names(Family family) {
   auto& cached = names_[family == Family::V4 ? 0 : 1];
   if (cached) return &*cached;
-  // The kernel lists the tables that exist (and only to root). No file: no legacy x_tables
-  // loaded, so no table exists; any other failure is not an answer.
-  const char* path = family == Family::V4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names";
-  std::vector<std::string> names;
-  errno = 0;
-  std::ifstream in(path);
-  if (!in) {
-    int e = errno;
-    if (e != ENOENT) {
-      if (e == EACCES || e == EPERM)
-        return Error{fmt::format(
-            "cannot read {}: permission denied (needs root or CAP_NET_ADMIN in the network namespace)", path)};
-      return Error{fmt::format("cannot read {}: {}", path, e != 0 ? std::strerror(e) : "unknown error")};
-    }
-  } else {
-    for (std::string name; std::getline(in, name);) names.push_back(std::move(name));
-    if (in.bad()) return Error{fmt::format("cannot read {}: read error", path)};
-  }
-  cached = std::move(names);
+  auto names = legacy_table_names(family);
+  if (!names) return Error{names.error().message};
+  cached = std::move(names).value();
   return &*cached;
 }
 

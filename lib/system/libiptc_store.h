@@ -43,4 +43,9 @@ class LibiptcStore final : public NetfilterStore {
 /// Does this kernel offer legacy x_tables for the family? (Reads /proc; creates nothing.)
 bool legacy_xtables_available(Family family);
 
+/// The legacy tables that exist in this network namespace for the family, as the kernel lists
+/// them in /proc/net/ip{,6}_tables_names ("nat", "raw", ...). No such file: legacy x_tables are
+/// not loaded, so none exists (empty). Any other failure to read it is an error naming the file.
+Result<std::vector<std::string>> legacy_table_names(Family family);
+
 }  // namespace istio_iptables

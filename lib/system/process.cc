@@ -10,7 +10,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -19,13 +18,18 @@ namespace {
 
 std::string find_in_path(const std::string& name, const std::string& path) {
   if (name.find('/') != std::string::npos) return name;
-  std::istringstream dirs(path);
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
+  // PATH's entries, split at ':' as std::getline splits them (an empty entry between two colons
+  // is the current directory; a trailing colon adds none).
+  std::size_t at = 0;
+  while (at < path.size()) {
+    std::size_t end = path.find(':', at);
+    if (end == std::string::npos) end = path.size();
+    const std::string dir = path.substr(at, end - at);
     std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
     struct stat st {};
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
       return candidate;
+    at = end + 1;
   }
   return "";
 }

@@ -34,9 +34,9 @@ Outcome run_with(FakePlatform& platform, MachineFacts& facts, const std::vector<
   context.environment = env;
   context.facts = &facts;
   context.platform = &platform;
-  std::ostringstream out, err;
+  StringLogSink out, err;
   int code = run_cli(args, context, out, err);
-  return {code, out.str(), err.str()};
+  return {code, out.text(), err.text()};
 }
 
 // The tables as text, for "nothing changed" comparisons.
@@ -245,17 +245,11 @@ TEST_CASE("commands: the target namespace is entered before any fact is read fro
 }
 
 namespace {
-// Records every chunk written to it, as the kernel sees write(2) calls from an unbuffered stream.
-struct ChunkBuffer : std::streambuf {
+// Records every chunk written to it, as the kernel sees the write(2) calls of the process's
+// FdLogSink: one per write().
+struct ChunkBuffer : LogSink {
   std::vector<std::string> chunks;
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    chunks.emplace_back(s, static_cast<std::size_t>(n));
-    return n;
-  }
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) chunks.emplace_back(1, traits_type::to_char_type(c));
-    return c;
-  }
+  void write(std::string_view text) override { chunks.emplace_back(text); }
 };
 }  // namespace
 
@@ -265,8 +259,8 @@ TEST_CASE("commands: every log record is written whole, in one write") {
   facts.ipv6 = false;
   ChunkBuffer out_buffer;
   ChunkBuffer err_buffer;
-  std::ostream out(&out_buffer);
-  std::ostream err(&err_buffer);
+  LogSink& out = out_buffer;
+  LogSink& err = err_buffer;
   CliContext context;
   context.facts = &facts;
   context.platform = &platform;

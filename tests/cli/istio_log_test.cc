@@ -38,12 +38,11 @@ std::string parse_error(const Flags& flags, int minor = kCurrentReleaseMinor) {
   return r.error().message;
 }
 
-// A logger writing to one stream.
-struct StreamLog {
-  std::ostringstream out;
+// A logger writing to one string.
+struct StringLog {
+  std::shared_ptr<StringLogSink> out = std::make_shared<StringLogSink>();  // before log: its sink
   IstioLog log;
-  explicit StreamLog(LogOptions options)
-      : log(std::move(options), {std::make_shared<StreamLogSink>(out)}, fixed_clock()) {}
+  explicit StringLog(LogOptions options) : log(std::move(options), {out}, fixed_clock()) {}
 };
 
 }  // namespace
@@ -59,40 +58,41 @@ TEST_CASE("istio log: the time is UTC, 27 characters, microseconds truncated (§
 }
 
 TEST_CASE("istio log: a console record is time TAB level TAB message (§1.2)", "[istio_log]") {
-  StreamLog s(LogOptions{});
+  StringLog s(LogOptions{});
   s.log.info("Clean-state detected, new iptables are needed");
   s.log.warn("w");
   s.log.error("e");
-  CHECK(s.out.str() == "2026-08-22T19:00:53.123456Z\tinfo\tClean-state detected, new iptables are needed\n"
-                       "2026-08-22T19:00:53.123456Z\twarn\tw\n"
-                       "2026-08-22T19:00:53.123456Z\terror\te\n");
+  CHECK(s.out->text() == "2026-08-22T19:00:53.123456Z\tinfo\tClean-state detected, new iptables are needed\n"
+                         "2026-08-22T19:00:53.123456Z\twarn\tw\n"
+                         "2026-08-22T19:00:53.123456Z\terror\te\n");
 }
 
 TEST_CASE("istio log: a message ending in a newline is followed by an empty line (§1.2, §1.6)", "[istio_log]") {
-  StreamLog s(LogOptions{});
+  StringLog s(LogOptions{});
   s.log.info("Istio iptables environment:\nENVOY_PORT=\nINVALID_DROP=\n");
   s.log.info("Applying iptables chains and rules");
-  CHECK(s.out.str() == "2026-08-22T19:00:53.123456Z\tinfo\tIstio iptables environment:\nENVOY_PORT=\nINVALID_DROP=\n\n"
-                       "2026-08-22T19:00:53.123456Z\tinfo\tApplying iptables chains and rules\n");
+  CHECK(s.out->text() ==
+        "2026-08-22T19:00:53.123456Z\tinfo\tIstio iptables environment:\nENVOY_PORT=\nINVALID_DROP=\n\n"
+        "2026-08-22T19:00:53.123456Z\tinfo\tApplying iptables chains and rules\n");
 }
 
 TEST_CASE("istio log: labels follow the message as TAB k=v pairs joined by spaces (§1.2)", "[istio_log]") {
-  StreamLog s(LogOptions{});
+  StringLog s(LogOptions{});
   s.log.warn("found iptables binary iptables-legacy-save, but it does not appear to support the '--version' flag, "
              "assuming very old legacy version",
              {{"binary", "iptables-legacy"}});
   s.log.info("m", {{"a", "1"}, {"b", "2"}});
-  CHECK(s.out.str() ==
+  CHECK(s.out->text() ==
         "2026-08-22T19:00:53.123456Z\twarn\tfound iptables binary iptables-legacy-save, but it does not appear to "
         "support the '--version' flag, assuming very old legacy version\tbinary=iptables-legacy\n"
         "2026-08-22T19:00:53.123456Z\tinfo\tm\ta=1 b=2\n");
 }
 
 TEST_CASE("istio log: --log_as_json writes zap's keys in zap's order, the message escaped (§1.3)", "[istio_log]") {
-  StreamLog s(options_of({{"log_as_json", "true"}}));
+  StringLog s(options_of({{"log_as_json", "true"}}));
   s.log.info("Final iptables state (IPv4):\n*nat\n");
   s.log.warn("x", {{"binary", "iptables-legacy"}});
-  CHECK(s.out.str() ==
+  CHECK(s.out->text() ==
         "{\"level\":\"info\",\"time\":\"2026-08-22T19:00:53.123456Z\",\"msg\":\"Final iptables state "
         "(IPv4):\\n*nat\\n\"}\n"
         "{\"level\":\"warn\",\"time\":\"2026-08-22T19:00:53.123456Z\",\"msg\":\"x\",\"binary\":\"iptables-legacy\"}\n");
@@ -108,15 +108,15 @@ TEST_CASE("istio log: JSON strings are escaped as zap escapes them", "[istio_log
 }
 
 TEST_CASE("istio log: --log_caller adds our file:line after the level, in both encodings (§1.2, §1.3)", "[istio_log]") {
-  StreamLog s(options_of({{"log_caller", "default"}}));
+  StringLog s(options_of({{"log_caller", "default"}}));
   const int line = __LINE__ + 1;
   s.log.info("m");
-  CHECK(s.out.str() == "2026-08-22T19:00:53.123456Z\tinfo\tcli/istio_log_test.cc:" + std::to_string(line) + "\tm\n");
+  CHECK(s.out->text() == "2026-08-22T19:00:53.123456Z\tinfo\tcli/istio_log_test.cc:" + std::to_string(line) + "\tm\n");
 
-  StreamLog j(options_of({{"log_caller", "all"}, {"log_as_json", "true"}}));
+  StringLog j(options_of({{"log_caller", "all"}, {"log_as_json", "true"}}));
   const int json_line = __LINE__ + 1;
   j.log.info("m");
-  CHECK(j.out.str() ==
+  CHECK(j.out->text() ==
         "{\"level\":\"info\",\"time\":\"2026-08-22T19:00:53.123456Z\",\"caller\":\"cli/istio_log_test.cc:" +
             std::to_string(json_line) + "\",\"msg\":\"m\"}\n");
   // Unknown scope names are ignored (§1.4).
@@ -133,20 +133,21 @@ TEST_CASE("istio log: --log_output_level filters by the default scope, later ite
   CHECK(options_of({{"log_output_level", ""}}).level == LogLevel::Info);  // the defaults alone
   CHECK(options_of({{"log_output_level", "debug"}, {"log_output_level", "warn"}}).level == LogLevel::Warn);
 
-  StreamLog warn_only(options_of({{"log_output_level", "warn"}}));
+  StringLog warn_only(options_of({{"log_output_level", "warn"}}));
   warn_only.log.debug("d");
   warn_only.log.info("i");
   warn_only.log.warn("w");
   warn_only.log.error("e");
-  CHECK(warn_only.out.str() == "2026-08-22T19:00:53.123456Z\twarn\tw\n2026-08-22T19:00:53.123456Z\terror\te\n");
+  CHECK(warn_only.out->text() == "2026-08-22T19:00:53.123456Z\twarn\tw\n2026-08-22T19:00:53.123456Z\terror\te\n");
 
-  StreamLog none(options_of({{"log_output_level", "none"}}));
+  StringLog none(options_of({{"log_output_level", "none"}}));
   none.log.error("e");
-  CHECK(none.out.str().empty());
+  CHECK(none.out->text().empty());
 
-  StreamLog debug(options_of({{"log_output_level", "default:debug"}}));
+  StringLog debug(options_of({{"log_output_level", "default:debug"}}));
   debug.log.debug("Running command (without lock): iptables-nft-save ");
-  CHECK(debug.out.str() == "2026-08-22T19:00:53.123456Z\tdebug\tRunning command (without lock): iptables-nft-save \n");
+  CHECK(debug.out->text() ==
+        "2026-08-22T19:00:53.123456Z\tdebug\tRunning command (without lock): iptables-nft-save \n");
 }
 
 TEST_CASE("istio log: bad levels are refused with Istio's texts, per release (§1.4)", "[istio_log]") {
@@ -163,9 +164,9 @@ TEST_CASE("istio log: bad levels are refused with Istio's texts, per release (§
 }
 
 TEST_CASE("istio log: a stack trace level adds nothing to the record (no Go stacks)", "[istio_log]") {
-  StreamLog s(options_of({{"log_stacktrace_level", "default:debug"}}));
+  StringLog s(options_of({{"log_stacktrace_level", "default:debug"}}));
   s.log.error("e");
-  CHECK(s.out.str() == "2026-08-22T19:00:53.123456Z\terror\te\n");
+  CHECK(s.out->text() == "2026-08-22T19:00:53.123456Z\terror\te\n");
 }
 
 TEST_CASE("istio log: --log_rotate exists at 1.22 and 1.23 only (§1.4)", "[istio_log]") {
@@ -212,10 +213,8 @@ TEST_CASE("istio log: the first --log_target replaces stdout, later ones add, ev
   TempDir dir;
   const std::string a = dir.path + "/a.log";
   const std::string b = dir.path + "/b.log";
-  std::ostringstream out;
-  std::ostringstream err;
-  auto out_sink = std::make_shared<StreamLogSink>(out);
-  auto err_sink = std::make_shared<StreamLogSink>(err);
+  auto out_sink = std::make_shared<StringLogSink>();
+  auto err_sink = std::make_shared<StringLogSink>();
   auto options = options_of({{"log_target", a}, {"log_target", "file://" + b}, {"log_target", "stderr"}});
   REQUIRE(options.targets.size() == 3);
   auto sinks = open_log_sinks(options, out_sink, err_sink);
@@ -225,8 +224,8 @@ TEST_CASE("istio log: the first --log_target replaces stdout, later ones add, ev
     log.info("one");
   }
   const std::string record = "2026-08-22T19:00:53.123456Z\tinfo\tone\n";
-  CHECK(out.str().empty());
-  CHECK(err.str() == record);
+  CHECK(out_sink->text().empty());
+  CHECK(err_sink->text() == record);
   CHECK(read_all(a) == record);
   CHECK(read_all(b) == record);
 
@@ -273,17 +272,15 @@ TEST_CASE("istio log: a target that cannot be opened fails with zap's open sink 
 }
 
 TEST_CASE("istio log: stdout and stderr targets are the caller's sinks", "[istio_log]") {
-  std::ostringstream out;
-  std::ostringstream err;
-  auto out_sink = std::make_shared<StreamLogSink>(out);
-  auto err_sink = std::make_shared<StreamLogSink>(err);
+  auto out_sink = std::make_shared<StringLogSink>();
+  auto err_sink = std::make_shared<StringLogSink>();
   auto options = options_of({{"log_target", "stdout"}, {"log_target", "stdout"}});
   auto sinks = open_log_sinks(options, out_sink, err_sink);
   REQUIRE(sinks.ok());
   IstioLog(options, sinks.value(), fixed_clock()).info("x");
-  CHECK(out.str() ==
+  CHECK(out_sink->text() ==
         "2026-08-22T19:00:53.123456Z\tinfo\tx\n2026-08-22T19:00:53.123456Z\tinfo\tx\n");  // once per target
-  CHECK(err.str().empty());
+  CHECK(err_sink->text().empty());
   // The default target is stdout.
   auto defaults = open_log_sinks(options_of({}), out_sink, err_sink);
   REQUIRE(defaults.ok());
@@ -311,8 +308,7 @@ TEST_CASE("istio log: each record reaches each sink in one write, dumps included
 
 TEST_CASE("istio log: configure_istio_log opens the targets before it checks the levels, as log.Configure does",
           "[istio_log]") {
-  std::ostringstream out;
-  auto out_sink = std::make_shared<StreamLogSink>(out);
+  auto out_sink = std::make_shared<StringLogSink>();
   auto both_bad = configure_istio_log({{"log_output_level", "bogus"}, {"log_target", "/nonexistent-dir/x"}},
                                       kCurrentReleaseMinor, out_sink, out_sink);
   REQUIRE_FALSE(both_bad.ok());
@@ -327,7 +323,7 @@ TEST_CASE("istio log: configure_istio_log opens the targets before it checks the
   REQUIRE(log.ok());
   log.value()->info("i");
   log.value()->warn("w");
-  CHECK(out.str() == "2026-08-22T19:00:53.123456Z\twarn\tw\n");
+  CHECK(out_sink->text() == "2026-08-22T19:00:53.123456Z\twarn\tw\n");
 }
 
 TEST_CASE("istio log: a descriptor sink writes the record whole and leaves a borrowed descriptor open", "[istio_log]") {

@@ -8,6 +8,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "core/reconcile.h"
@@ -97,14 +99,17 @@ Result<IstioStateVerdict> istio_state_verdict(NetfilterStore& store, const Plan&
         auto p = planned.find(key);
         if (p == planned.end() || rules.size() != planned_counts[key]) drift = true;
       }
+      // Is each planned rule somewhere in its chain? A set of each chain's rule identities, not a
+      // scan of the chain per rule: with 10 000 excluded ports (20 000 rules in one chain) the
+      // scans were 2 * 10^8 comparisons, 1.4 s of a re-apply.
+      std::map<ChainKey, std::unordered_set<std::string_view>> installed_ids;
+      for (const auto& [key, rules] : current) installed_ids[key].insert(rules.begin(), rules.end());
       for (std::size_t i = 0; i < planned_rules.size() && !drift; ++i) {  // Istio stops at the first
         const auto& [key, rule] = planned_rules[i];
         auto encoded = store.encode(state.family, key.first, *rule);
         if (!encoded) return Error{encoded.error().message};
-        const auto& installed = current.find(key);
-        if (installed == current.end() || std::find(installed->second.begin(), installed->second.end(),
-                                                    encoded.value().id()) == installed->second.end())
-          drift = true;
+        const auto installed = installed_ids.find(key);
+        if (installed == installed_ids.end() || installed->second.count(encoded.value().id()) == 0) drift = true;
       }
     }
     if (residue && plan_empty) out.ignored.push_back(state.family);

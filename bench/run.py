@@ -11,6 +11,7 @@ Needs root (ip netns, nsenter), iptables (legacy and nft), nft and gnuplot. Neve
 """
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -175,10 +176,19 @@ def measure(spec, netns):
 # whichever method comes next, the more so the more it touches rtnetlink; with whole rounds made
 # and deleted together, and a pause after the deletion, no measurement shares the machine with a
 # teardown.
+NAMESPACES_MADE = itertools.count()
+
+
 def make_namespaces(count):
-    names = [f"istio-bench-{os.getpid()}-{i}" for i in range(count)]
-    for name in names:
-        subprocess.run(["ip", "netns", "add", name], check=True)
+    names = [f"istio-bench-{os.getpid()}-{next(NAMESPACES_MADE)}" for _ in range(count)]
+    made = []
+    try:
+        for name in names:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            made.append(name)
+    except BaseException:
+        delete_namespaces(made)
+        raise
     return names
 
 
@@ -207,7 +217,11 @@ HOOK_HOLDER = write("hook_holder.nft", "table inet istio-bench-hooks {\n" + "".j
 def make_hook_holder():
     name = f"istio-bench-{os.getpid()}-hooks"
     subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "netns", "exec", name, "nft", "-f", HOOK_HOLDER], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "nft", "-f", HOOK_HOLDER], check=True)
+    except BaseException:
+        delete_namespaces([name])
+        raise
     return name
 
 
@@ -351,34 +365,46 @@ results = {(g, label): [] for g in selected for label, _ in groups[g][1]}
 shuffler = random.Random(20261125)  # fixed seed: the same orders on every machine
 
 
-def rounds(phase):
+def rounds(phase, alone=False):
+    """Every method of the phase's scenarios once per round. alone: each measurement's namespace is
+    deleted, with the pause, right after it, so that no namespace of an earlier measurement still
+    holds the hooks when the next one starts (the first-user scenario)."""
+    if not phase:
+        return
     for run in range(opts.runs):  # interleaved: every method once per round
         # Every method once per round, in an order shuffled each round (no method always follows the
         # same one), after one unmeasured run that wakes the machine from the pause.
         order = [(g, label, spec) for g in phase for label, spec in groups[g][1]]
         shuffler.shuffle(order)
-        namespaces = make_namespaces(len(order) + 1)
+        namespaces = make_namespaces(1 if alone else len(order) + 1)
         try:
-            fresh = iter(namespaces)
-            measure({"argv": ["/bin/true"], "env": ENV, "measure": os.path.abspath(opts.measure)}, next(fresh))
-            for g, label, spec in order:
+            measure({"argv": ["/bin/true"], "env": ENV, "measure": os.path.abspath(opts.measure)}, namespaces[0])
+            for i, (g, label, spec) in enumerate(order):
                 spec = dict(spec)
                 spec["env"] = ENV
                 spec["measure"] = os.path.abspath(opts.measure)
-                results[(g, label)].append(measure(spec, next(fresh)))
+                if alone:
+                    own = make_namespaces(1)
+                    try:
+                        results[(g, label)].append(measure(spec, own[0]))
+                    finally:
+                        delete_namespaces(own)
+                else:
+                    results[(g, label)].append(measure(spec, namespaces[i + 1]))
         finally:
             delete_namespaces(namespaces)
         print(f"round {run + 1}/{opts.runs} done", file=sys.stderr)
 
 
 # Phase one: a node's normal state, the hooks in use by a namespace that outlives every round.
-# Phase two: the same machine with that namespace gone, for the scenarios that say so.
+# Phase two: the same machine with that namespace gone, each measurement alone on the machine,
+# for the scenarios that say so.
 holder = make_hook_holder()
 try:
     rounds([g for g in selected if not groups[g][0].startswith(FIRST_USER)])
 finally:
     delete_namespaces([holder])
-rounds([g for g in selected if groups[g][0].startswith(FIRST_USER)])
+rounds([g for g in selected if groups[g][0].startswith(FIRST_USER)], alone=True)
 
 # ---- the report ------------------------------------------------------------------------------
 

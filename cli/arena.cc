@@ -17,8 +17,8 @@
 // memory to the arena.
 //
 // Bounded, not a leak: the arena is a fixed 4 MiB of .bss (pages are only mapped when first
-// written), and once it is spent every allocation goes to malloc and every delete of such memory
-// to free, as before. The 10 000-rule scale cases spend it and continue on malloc (their peak RSS
+// written), and once it is spent an allocation that no free list can serve goes to malloc, and a
+// delete of such memory to free, as before. The 10 000-rule scale cases spend it and continue on malloc (their peak RSS
 // is at most 4 MiB higher). Requests larger than the arena, and the aligned forms of new (never
 // used here), are malloc's. One spin lock guards the lists and the counter: the process starts no
 // thread today, and one added tomorrow must not corrupt them.
@@ -39,7 +39,7 @@ constexpr std::size_t kSmall = 64;    // classes 1..64: sizes up to 1 KiB, in st
 constexpr std::size_t kClasses = 70;  // classes 65..70: powers of two from 2 KiB to 64 KiB
 
 alignas(kAlign) char g_arena[kArenaSize];
-std::size_t g_used = 0;  // past kArenaSize (by at most one request) once spent
+std::size_t g_used = 0;  // bytes bumped so far; never past kArenaSize
 struct FreeBlock {
   FreeBlock* next;
 };

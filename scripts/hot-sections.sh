@@ -1,6 +1,6 @@
 #!/bin/bash
 # Writes cli/hot-sections.txt: the text sections of the functions the tool runs on its start path,
-# run by run in the order callgrind lists them, for gold's --section-ordering-file
+# run by run (each run's new functions in name order), for gold's --section-ordering-file
 # (cli/CMakeLists.txt), which lays the listed sections out together, in that order.
 #
 # Why: the executable is 2.4 MB of text, and an apply runs a few hundred functions spread across
@@ -27,10 +27,13 @@ list=cli/hot-sections.txt
 if [ $check = 1 ]; then
   # Sections of the current build's objects (ours and libstdc++'s, both compiled with function
   # sections) against the list.
+  for t in g++ objdump; do
+    command -v $t >/dev/null || { echo "hot-sections: --check needs $t" >&2; exit 1; }
+  done
   have=$(mktemp)
   trap 'rm -f "$have"' EXIT
   { find "$build/lib" "$build/cli" -name '*.o' -print0 | xargs -0 objdump -h
-    objdump -h "$(g++ -print-file-name=libstdc++.a)"; } 2>/dev/null |
+    objdump -h "$(g++ -print-file-name=libstdc++.a)"; } |
     awk '$2 ~ /^\.text\./ {print $2}' | sort -u > "$have"
   # A function counts as laid out when one of its lines (its name, the base variant of a
   # constructor, the startup section of main) names a section the objects have. libnftnl's
@@ -67,12 +70,12 @@ runs=("${sidecar[*]@Q} --native-nftables"
 i=0
 for args in "${runs[@]}"; do
   i=$((i + 1))
-  unshare -n sh -c "ip link set lo up; XTABLES_LOCKFILE=$work/xtables.lock valgrind --tool=callgrind \
-    --demangle=no --callgrind-out-file=$work/run$i.out $tool $args" >"$work/run$i.log" 2>&1 \
+  unshare -n sh -c "ip link set lo up; XTABLES_LOCKFILE=${work@Q}/xtables.lock valgrind --tool=callgrind \
+    --demangle=no --callgrind-out-file=${work@Q}/run$i.out ${tool@Q} $args" >"$work/run$i.log" 2>&1 \
     || { echo "hot-sections: run $i failed: $args" >&2; tail -5 "$work/run$i.log" >&2; exit 1; }
 done
 
-python3 - "$tool" "$work" "$i" > "$list" <<'EOF'
+python3 - "$tool" "$work" "$i" > "$work/list" <<'EOF'
 import re, sys
 tool, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 order, seen = [], set()
@@ -96,13 +99,16 @@ for i in range(1, runs + 1):
                 names[ident] = name
             if kind == "fn" and current == tool:
                 ran.append(ident)
+    # A function of the tool's own text (ours, libstdc++'s, libnftnl's), by its symbol; callgrind
+    # names what it has no symbol for by address, and those are left out. Each run's new names in
+    # name order: callgrind's own order changes from run to run, and the list should not.
+    fresh = set()
     for ident in ran:
-        # A function of the tool's own text (ours, libstdc++'s, libnftnl's), by its symbol;
-        # callgrind names what it has no symbol for by address, and those are left out.
         name = names.get(ident, "")
         if re.match(r"^[A-Za-z_][A-Za-z0-9_.$]*$", name) and name not in seen:
-            seen.add(name)
-            order.append(name)
+            fresh.add(name)
+    seen |= fresh
+    order.extend(sorted(fresh))
 print(f"hot-sections: {len(order)} functions from {runs} runs", file=sys.stderr)
 for name in order:
     # A constructor or destructor's complete and base variants share one section, named by either.
@@ -112,4 +118,5 @@ for name in order:
     if name == "main" or name.startswith("_GLOBAL__sub_I_"):
         print(f".text.startup.{name}")
 EOF
+mv "$work/list" "$list"  # whole or not at all: a failed run leaves the old list in place
 echo "wrote $(grep -c . "$list") sections to $list"

@@ -18,19 +18,25 @@ Result<VariantChoice> choose_variant(const std::string& force, const VariantFact
   if (!facts.legacy_tables.empty())
     return VariantChoice{IptablesVariant::Legacy, fmt::format("the namespace already holds legacy iptables tables ({})",
                                                               fmt::join(facts.legacy_tables, ", "))};
-  if (!facts.nft_missing)
-    return VariantChoice{IptablesVariant::Nft,
-                         "no legacy iptables tables in the namespace and the kernel has nf_tables"};
-  return VariantChoice{
-      IptablesVariant::Legacy,
-      fmt::format("no legacy iptables tables in the namespace, but nf_tables is unusable ({})", *facts.nft_missing)};
+  const std::string none =
+      facts.legacy_unreadable
+          ? fmt::format("the namespace's legacy iptables tables could not be listed ({}), taken as none as "
+                        "Istio's detection does",
+                        *facts.legacy_unreadable)
+          : std::string("no legacy iptables tables in the namespace");
+  if (!facts.nft_missing) return VariantChoice{IptablesVariant::Nft, none + " and the kernel has nf_tables"};
+  return VariantChoice{IptablesVariant::Legacy,
+                       fmt::format("{}, but nf_tables is unusable ({})", none, *facts.nft_missing)};
 }
 
-Result<VariantFacts> read_variant_facts() {
+VariantFacts read_variant_facts() {
   VariantFacts facts;
   for (Family family : {Family::V4, Family::V6}) {
     auto names = legacy_table_names(family);
-    if (!names) return Error{names.error().message};
+    if (!names) {
+      facts.legacy_unreadable = names.error().message;
+      continue;
+    }
     for (const auto& name : names.value())
       if (!name.empty()) facts.legacy_tables.push_back(fmt::format("{} {}", family == Family::V4 ? "ip" : "ip6", name));
   }

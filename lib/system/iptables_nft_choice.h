@@ -22,6 +22,10 @@ enum class IptablesVariant { Legacy, Nft };
 struct VariantFacts {
   std::vector<std::string> legacy_tables;  ///< legacy tables in the namespace, as "ip nat", "ip6 raw"
   std::optional<std::string> nft_missing;  ///< why nf_tables cannot be used; nullopt when it can
+  /// Why the list of legacy tables could not be read (e.g. no permission on /proc/net/...);
+  /// nullopt when it was read. Istio's detection takes a failing iptables-legacy-save as "no
+  /// legacy rules"; so does the choice, and says so in its reason.
+  std::optional<std::string> legacy_unreadable = std::nullopt;
 };
 
 struct VariantChoice {
@@ -33,8 +37,7 @@ struct VariantChoice {
 /// legacy tables; then nf_tables when the kernel has it; else legacy.
 Result<VariantChoice> choose_variant(const std::string& force, const VariantFacts& facts);
 
-/// The facts of the current network namespace. Creates nothing. A list of legacy tables that
-/// cannot be read is an error, never "no tables".
-Result<VariantFacts> read_variant_facts();
+/// The facts of the current network namespace. Creates nothing.
+VariantFacts read_variant_facts();
 
 }  // namespace istio_iptables

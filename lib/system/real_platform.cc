@@ -110,13 +110,8 @@ Result<OpenedStore> RealPlatform::open_store(const BackendRequest& request) {
                        "libiptc (in-process, legacy x_tables): --backend libiptc"};
   }
   // A forced variant needs no facts (and no nf_tables probe).
-  VariantFacts facts;
-  if (request.force_binary.empty()) {
-    auto read = read_variant_facts();
-    if (!read) return Error{read.error().message};
-    facts = std::move(read).value();
-  }
-  auto choice = choose_variant(request.force_binary, facts);
+  auto choice =
+      choose_variant(request.force_binary, request.force_binary.empty() ? read_variant_facts() : VariantFacts{});
   if (!choice) return Error{choice.error().message};
   const bool nft = choice.value().variant == IptablesVariant::Nft;
   std::string why = choice.value().why;

@@ -38,3 +38,20 @@ TEST_CASE("iptables-nft choice: --force-iptables-binary wins over every fact", "
   CHECK(legacy.value().variant == IptablesVariant::Legacy);
   CHECK_FALSE(choose_variant("nftables", VariantFacts{}));
 }
+
+TEST_CASE("iptables-nft choice: an unreadable legacy table list counts as none, as Istio's detection, and says so",
+          "[iptables_nft][choice]") {
+  VariantFacts facts;
+  facts.legacy_unreadable = "cannot read /proc/net/ip_tables_names: permission denied";
+  auto c = choose_variant("", facts);
+  REQUIRE(c);
+  CHECK(c.value().variant == IptablesVariant::Nft);
+  CHECK(c.value().why.find("could not be listed (cannot read /proc/net/ip_tables_names: permission denied)") !=
+        std::string::npos);
+  facts.nft_missing = "the kernel has no nfnetlink";
+  auto legacy = choose_variant("", facts);
+  REQUIRE(legacy);
+  CHECK(legacy.value().variant == IptablesVariant::Legacy);
+  CHECK(legacy.value().why.find("could not be listed") != std::string::npos);
+  CHECK(legacy.value().why.find("the kernel has no nfnetlink") != std::string::npos);
+}
